@@ -1,0 +1,3 @@
+"""lrpfn: prior-data fitted networks for in-context linear regression."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""Checkpoints: weights, model config, bucket borders and step, loadable weights-only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .buckets import BarDistribution
+from .io import ArtifactError, load_torch, save_torch
+from .model import PFN, ModelConfig
+
+_KEYS = ("model_state", "model_config", "borders", "step", "run")
+
+
+@dataclass
+class Checkpoint:
+    model: PFN
+    bar: BarDistribution
+    step: int
+    run: dict  # RunConfig.to_dict() of the run that wrote it
+
+
+def save_checkpoint(path: str | Path, model: PFN, bar: BarDistribution, run, step: int) -> None:
+    save_torch(
+        {
+            "model_state": model.state_dict(),
+            "model_config": model.config.to_dict(),
+            "borders": bar.borders.cpu(),
+            "step": step,
+            "run": run.to_dict(),
+        },
+        path,
+    )
+
+
+def load_checkpoint(path: str | Path, device="cpu", expect: ModelConfig | None = None) -> Checkpoint:
+    """Load a checkpoint (weights-only); errors name the file and what is wrong with it."""
+    state = load_torch(path, map_location=device)
+    missing = [k for k in _KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ArtifactError(f"{path}: not a checkpoint, missing {missing}")
+    try:
+        config = ModelConfig(**state["model_config"])
+    except (TypeError, ValueError) as err:
+        raise ArtifactError(f"{path}: invalid model config ({err})") from err
+    if expect is not None and config != expect:
+        raise ArtifactError(f"{path}: model config {config} differs from the expected {expect}")
+    model = PFN(config)
+    try:
+        model.load_state_dict(state["model_state"])
+    except RuntimeError as err:
+        raise ArtifactError(f"{path}: weights do not match the model config ({err})") from err
+    bar = BarDistribution(state["borders"])
+    if bar.n_buckets != config.n_buckets:
+        raise ArtifactError(f"{path}: {bar.n_buckets} buckets in the borders, {config.n_buckets} in the model")
+    model.to(device).eval()
+    return Checkpoint(model=model, bar=bar.to(device), step=int(state["step"]), run=state["run"])

@@ -1,0 +1,224 @@
+"""The autoregressive PFN (SPEC §3).
+
+Each pair ``(x_i, y_i)`` gives two tokens: a *query* token ``q_i`` (from ``x_i``) and a
+*pair* token ``p_i`` (from ``x_i`` and ``y_i``). There is no positional encoding; the
+mask carries position:
+
+* ``p_i`` attends to ``p_1..p_i``            (a causal transformer over pairs);
+* ``q_i`` attends to ``p_1..p_{i-1}`` and itself;
+* nothing attends to a query except itself.
+
+Tokens are laid out as ``[p_1..p_K, q_1..q_K]``; attention is permutation-equivariant, so
+this is the interleaved mask of the SPEC with rows and columns reordered. Logits are read
+at the query tokens: ``logits[:, i]`` is the predictive distribution of ``y_i`` given the
+pairs before i and ``x_i``.
+
+Pair tokens never see queries or the future, so their keys/values can be cached and
+extended one pair at a time (:class:`KVCache`): appending a pair never changes what
+earlier tokens computed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+QUERY, PAIR = 0, 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    dim: int  # D, input dimension
+    n_buckets: int = 256
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    d_mlp: int = 512
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        for name in ("dim", "n_buckets", "d_model", "n_layers", "n_heads", "d_mlp"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model config {name} must be positive, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def attention_mask(context_length: int, device=None) -> torch.Tensor:
+    """Boolean (2K, 2K) mask for tokens ``[p_1..p_K, q_1..q_K]``; True = may attend."""
+    k = context_length
+    idx = torch.arange(k, device=device)
+    mask = torch.zeros(2 * k, 2 * k, dtype=torch.bool, device=device)
+    mask[:k, :k] = idx[None, :] <= idx[:, None]  # pair i -> pairs j <= i
+    mask[k:, :k] = idx[None, :] < idx[:, None]  # query i -> pairs j < i
+    mask[k:, k:] = torch.eye(k, dtype=torch.bool, device=device)  # query i -> itself
+    return mask
+
+
+def interleaved_mask(context_length: int) -> torch.Tensor:
+    """The same mask in the SPEC's interleaved order ``q_1 p_1 q_2 p_2 ...`` (for display)."""
+    k = context_length
+    order = torch.stack([torch.arange(k) + k, torch.arange(k)], dim=1).reshape(-1)  # q_i, p_i
+    return attention_mask(k)[order][:, order]
+
+
+class KVCache:
+    """Preallocated keys/values of pair tokens, per layer: (B, H, capacity, d_head)."""
+
+    def __init__(self, config: ModelConfig, batch_size: int, capacity: int, device=None, dtype=torch.float32):
+        d_head = config.d_model // config.n_heads
+        shape = (config.n_layers, batch_size, config.n_heads, capacity, d_head)
+        self.keys = torch.empty(shape, device=device, dtype=dtype)
+        self.values = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.keys.shape[3]
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.ln_attn = nn.LayerNorm(config.d_model)
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.proj = nn.Linear(config.d_model, config.d_model)
+        self.ln_mlp = nn.LayerNorm(config.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.d_model, config.d_mlp), nn.GELU(approximate="tanh"), nn.Linear(config.d_mlp, config.d_model)
+        )
+
+    def _heads(self, h: torch.Tensor):
+        """(B, T, d_model) -> q, k, v each (B, H, T, d_head)."""
+        b, t, _ = h.shape
+        q, k, v = self.qkv(self.ln_attn(h)).split(h.shape[-1], dim=-1)
+        return [z.view(b, t, self.n_heads, -1).transpose(1, 2) for z in (q, k, v)]
+
+    def _finish(self, h: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        b, _, t, _ = attn.shape
+        h = h + self.proj(attn.transpose(1, 2).reshape(b, t, -1))
+        return h + self.mlp(self.ln_mlp(h))
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._heads(h)
+        return self._finish(h, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+    def step(self, h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, n_queries: int):
+        """Incremental pass for tokens ``h = [queries..., pairs...]`` (B, T, d_model).
+
+        Every token attends to the ``keys``/``values`` cache (pairs already seen; (B, H, n,
+        d_head)) and to itself; pair tokens additionally attend causally to the new pairs
+        before them. Returns the new hidden states and the new pairs' keys and values.
+        """
+        q, k, v = self._heads(h)
+        t, n = h.shape[1], keys.shape[2]
+        mask = torch.zeros(t, n + t, dtype=torch.bool, device=h.device)
+        mask[:, :n] = True
+        idx = torch.arange(t, device=h.device)
+        new_pairs = idx >= n_queries
+        # Self always; a new pair also sees earlier new pairs (causal among pairs).
+        mask[:, n:] = (idx[None, :] == idx[:, None]) | (
+            new_pairs[None, :] & new_pairs[:, None] & (idx[None, :] <= idx[:, None])
+        )
+        attn = F.scaled_dot_product_attention(
+            q, torch.cat([keys, k], dim=2), torch.cat([values, v], dim=2), attn_mask=mask
+        )
+        return self._finish(h, attn), k[:, :, n_queries:], v[:, :, n_queries:]
+
+
+class PFN(nn.Module):
+    """Autoregressive PFN: (x, y) -> bucket logits of every y_i given the pairs before i."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed_x = nn.Linear(config.dim, config.d_model)
+        self.embed_y = nn.Linear(1, config.d_model, bias=False)
+        self.embed_role = nn.Embedding(2, config.d_model)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_final = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.n_buckets)
+        self._mask_cache: dict[tuple, torch.Tensor] = {}
+        self.apply(self._init_weights)
+        # GPT-2 style: residual projections scaled down with depth; zero head = uniform start.
+        for block in self.blocks:
+            nn.init.normal_(block.proj.weight, std=0.02 / math.sqrt(2 * config.n_layers))
+            nn.init.normal_(block.mlp[2].weight, std=0.02 / math.sqrt(2 * config.n_layers))
+        nn.init.zeros_(self.head.weight)
+
+    @staticmethod
+    def _init_weights(module: nn.Module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _queries(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed_x(x) + self.embed_role.weight[QUERY]
+
+    def _pairs(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.embed_x(x) + self.embed_y(y.unsqueeze(-1)) + self.embed_role.weight[PAIR]
+
+    def _mask(self, context_length: int, device) -> torch.Tensor:
+        key = (context_length, str(device))
+        if key not in self._mask_cache:
+            self._mask_cache[key] = attention_mask(context_length, device)
+        return self._mask_cache[key]
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x (B, K, D), y (B, K) -> logits (B, K, n_buckets); logits[:, i] predicts y_i."""
+        k = x.shape[1]
+        h = torch.cat([self._pairs(x, y), self._queries(x)], dim=1)  # (B, 2K, d_model)
+        mask = self._mask(k, x.device)
+        for block in self.blocks:
+            h = block(h, mask)
+        return self.head(self.ln_final(h[:, k:]))
+
+    # --- incremental inference over a pair cache -------------------------------------
+
+    def new_cache(self, batch_size: int, capacity: int) -> KVCache:
+        p = next(self.parameters())
+        return KVCache(self.config, batch_size, capacity, device=p.device, dtype=p.dtype)
+
+    def step(self, cache: KVCache, x_query: torch.Tensor | None = None, x_pair=None, y_pair=None):
+        """Predict at new queries and/or append new pairs to ``cache`` in one pass.
+
+        ``x_query`` (B, Q, D): logits (B, Q, n_buckets) of y at each query given the cached
+        pairs (queries do not see each other or the pairs appended in this call).
+        ``x_pair`` (B, P, D), ``y_pair`` (B, P): pairs appended to the cache, in order.
+        Returns the query logits, or None without queries.
+        """
+        tokens, n_queries = [], 0
+        if x_query is not None:
+            tokens.append(self._queries(x_query))
+            n_queries = x_query.shape[1]
+        if x_pair is not None:
+            tokens.append(self._pairs(x_pair, y_pair))
+        h = torch.cat(tokens, dim=1)
+        n_new = h.shape[1] - n_queries
+        start, stop = cache.length, cache.length + n_new
+        if stop > cache.capacity:
+            raise ValueError(f"cache holds {cache.capacity} pairs; appending {n_new} to {start} overflows it")
+        for layer, block in enumerate(self.blocks):
+            keys, values = cache.keys[layer, :, :, :start], cache.values[layer, :, :, :start]
+            h, k_new, v_new = block.step(h, keys, values, n_queries)
+            cache.keys[layer, :, :, start:stop] = k_new
+            cache.values[layer, :, :, start:stop] = v_new
+        cache.length = stop
+        if n_queries == 0:
+            return None
+        return self.head(self.ln_final(h[:, :n_queries]))

@@ -1,0 +1,155 @@
+"""Task distributions for in-context linear regression (SPEC §1).
+
+A task is a weight vector ``w`` in R^D; a sequence is K pairs ``(x_i, y_i)`` with
+``x_i ~ N(0, I_D)`` and ``y_i = w·x_i + eps_i``, ``eps_i ~ N(0, noise_var)``.
+
+Two task distributions:
+
+* the true prior ``T_true``: ``w ~ N(0, I_D)`` fresh for every sequence (``pool=None``);
+* a pool ``T_M``: ``w`` uniform over a fixed pool of M rows (``pool`` of shape (M, D)).
+
+Pools are nested: :func:`master_pool` draws rows sequentially from one seeded stream, so
+pool M is the first M rows of *any* master draw with at least M rows and the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+INF = math.inf
+
+
+def master_pool(max_size: int, dim: int, seed: int) -> torch.Tensor:
+    """The seeded master draw of task vectors, (max_size, dim) float32.
+
+    numpy's generator fills rows in order, so ``master_pool(m, d, s)`` equals
+    ``master_pool(n, d, s)[:m]`` for every n >= m: pools are nested whatever M_max is.
+    """
+    if max_size < 1 or dim < 1:
+        raise ValueError(f"master_pool needs max_size >= 1 and dim >= 1, got {max_size}, {dim}")
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.standard_normal((max_size, dim)).astype(np.float32))
+
+
+def pool_slice(master: torch.Tensor, pool_size: float) -> torch.Tensor | None:
+    """Pool M as the first M rows of the master draw; ``None`` for M = inf (the true prior)."""
+    if math.isinf(pool_size):
+        return None
+    m = int(pool_size)
+    if m != pool_size or m < 1:
+        raise ValueError(f"pool size must be a positive integer or inf, got {pool_size!r}")
+    if m > master.shape[0]:
+        raise ValueError(f"pool size {m} exceeds the master pool's {master.shape[0]} rows")
+    return master[:m]
+
+
+@dataclass
+class Batch:
+    """One batch of sequences: x (B, K, D), y (B, K), w (B, D), target = w·x (B, K)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    w: torch.Tensor
+    target: torch.Tensor
+    task: torch.Tensor  # (B,) pool index of each sequence, -1 for the true prior
+
+
+def sample_batch(
+    batch_size: int,
+    context_length: int,
+    dim: int,
+    noise_var: float,
+    pool: torch.Tensor | None,
+    generator: torch.Generator,
+) -> Batch:
+    """Draw a batch from ``T_M`` (``pool`` given) or ``T_true`` (``pool=None``).
+
+    Every random number comes from ``generator``, so a batch is a pure function of its
+    state; tensors live on the generator's device.
+    """
+    device = generator.device
+    shape = (batch_size, context_length, dim)
+    x = torch.randn(shape, generator=generator, device=device)
+    if pool is None:
+        w = torch.randn((batch_size, dim), generator=generator, device=device)
+        task = torch.full((batch_size,), -1, dtype=torch.long, device=device)
+    else:
+        task = torch.randint(pool.shape[0], (batch_size,), generator=generator, device=device)
+        w = pool.to(device)[task]
+    target = torch.einsum("bkd,bd->bk", x, w)
+    noise = torch.randn(target.shape, generator=generator, device=device)
+    y = target + math.sqrt(noise_var) * noise
+    return Batch(x=x, y=y, w=w, target=target, task=task)
+
+
+def eval_set(
+    n_sequences: int,
+    context_length: int,
+    dim: int,
+    noise_var: float,
+    pool: torch.Tensor | None,
+    seed: int,
+) -> Batch:
+    """A fixed, seeded evaluation set (CPU), the same for every model evaluated on it."""
+    generator = torch.Generator().manual_seed(seed)
+    return sample_batch(n_sequences, context_length, dim, noise_var, pool, generator)
+
+
+def x_columns(dim: int) -> list[str]:
+    return [f"x_{d}" for d in range(dim)]
+
+
+def w_columns(dim: int) -> list[str]:
+    return [f"w_{d}" for d in range(dim)]
+
+
+def batch_to_frame(batch: Batch) -> pd.DataFrame:
+    """Tidy long table, one row per (sequence, position).
+
+    Columns: sequence, position, task, x_0..x_{D-1}, y, target, w_0..w_{D-1}.
+    """
+    n, k, d = batch.x.shape
+    frame = pd.DataFrame(
+        {
+            "sequence": np.repeat(np.arange(n, dtype=np.int64), k),
+            "position": np.tile(np.arange(k, dtype=np.int64), n),
+            "task": np.repeat(batch.task.cpu().numpy().astype(np.int64), k),
+        }
+    )
+    x = batch.x.cpu().numpy().reshape(n * k, d)
+    w = np.repeat(batch.w.cpu().numpy(), k, axis=0)
+    columns = {name: x[:, j] for j, name in enumerate(x_columns(d))}
+    columns["y"] = batch.y.cpu().numpy().reshape(-1)
+    columns["target"] = batch.target.cpu().numpy().reshape(-1)
+    columns.update({name: w[:, j] for j, name in enumerate(w_columns(d))})
+    return pd.concat([frame, pd.DataFrame(columns)], axis=1)
+
+
+def frame_to_batch(frame: pd.DataFrame) -> Batch:
+    """Inverse of :func:`batch_to_frame`; checks the table is complete and rectangular."""
+    dim = sum(1 for c in frame.columns if c.startswith("x_"))
+    required = ["sequence", "position", "task", "y", "target", *x_columns(dim), *w_columns(dim)]
+    missing = [c for c in required if c not in frame.columns]
+    if dim == 0 or missing:
+        raise ValueError(f"evaluation table lacks columns {missing or ['x_0']}")
+    frame = frame.sort_values(["sequence", "position"], kind="stable")
+    n = frame["sequence"].nunique()
+    k = frame["position"].nunique()
+    if len(frame) != n * k:
+        raise ValueError(f"evaluation table is ragged: {len(frame)} rows for {n} sequences x {k} positions")
+
+    def tensor(columns, shape):
+        return torch.from_numpy(frame[columns].to_numpy(np.float32, copy=True).reshape(shape))
+
+    return Batch(
+        x=tensor(x_columns(dim), (n, k, dim)),
+        y=tensor("y", (n, k)),
+        target=tensor("target", (n, k)),
+        w=tensor(w_columns(dim), (n, k, dim))[:, 0],
+        task=torch.from_numpy(frame["task"].to_numpy(np.int64).reshape(n, k)[:, 0].copy()),
+    )

@@ -1,0 +1,200 @@
+"""Training one PFN run (SPEC §5): one pool size, one seed.
+
+A run is a pure function of its :class:`RunConfig`: the learning-rate schedule, the
+checkpoint steps, the initial weights and every training batch follow from it. Output
+folder layout::
+
+    out_dir/step_0000250.pt ...   checkpoints (weights, model config, borders, step)
+    out_dir/log.parquet           per-step table: step, loss, lr
+    out_dir/resume.pt             rolling resume state while the run is in progress
+
+A killed run restarted with the same config continues from ``resume.pt`` and ends with
+exactly the weights of an uninterrupted run (CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .buckets import BarDistribution, prior_borders
+from .checkpoint import save_checkpoint
+from .io import load_torch, save_torch, write_parquet
+from .model import PFN, ModelConfig
+from .tasks import sample_batch
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup: float = 0.05  # fraction of steps with linear warm-up
+    decay: str = "cosine"  # "cosine" or "linear", from the peak down to 0 at the last step
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    checkpoints: int = 6  # number of checkpoints, spaced by factors of 2 ending at `steps`
+    save_every: int = 500  # steps between resume states
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoints < 1 or self.save_every < 1:
+            raise ValueError("train steps, batch_size, checkpoints and save_every must be positive")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"train warmup is a fraction in [0, 1), got {self.warmup}")
+        if self.decay not in ("cosine", "linear"):
+            raise ValueError(f"train decay must be 'cosine' or 'linear', got {self.decay!r}")
+        if self.lr <= 0:
+            raise ValueError(f"train lr must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dim: int
+    context_length: int
+    noise_var: float
+    pool_size: float  # math.inf for the true prior
+    seed: int
+    model: ModelConfig
+    train: TrainConfig
+    border_seed: int = 0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["pool_size"] = str(self.pool_size)  # 'inf' survives JSON and weights-only loading
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        data = dict(data)
+        data["pool_size"] = float(data["pool_size"])
+        data["model"] = ModelConfig(**data["model"])
+        data["train"] = TrainConfig(**data["train"])
+        return cls(**data)
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Learning rate for optimiser step ``step`` (1-based): linear warm-up, then decay to 0."""
+    warmup = int(config.warmup * config.steps)
+    if step <= warmup:
+        return config.lr * step / warmup
+    progress = (step - warmup) / max(1, config.steps - warmup)
+    if config.decay == "linear":
+        return config.lr * (1 - progress)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def checkpoint_steps(config: TrainConfig) -> list[int]:
+    """Log-spaced checkpoint steps: ``steps / 2^j`` for j = checkpoints-1 .. 0 (deduplicated)."""
+    steps = {max(1, round(config.steps / 2**j)) for j in range(config.checkpoints)}
+    return sorted(steps)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:07d}.pt"
+
+
+def _generator(seed: int, device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def build(run: RunConfig) -> tuple[PFN, BarDistribution]:
+    """The run's initial model (seeded from ``run.seed``) and its bar distribution."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run.seed)
+        model = PFN(run.model)
+    bar = BarDistribution(prior_borders(run.model.n_buckets, run.dim, run.noise_var, seed=run.border_seed))
+    return model, bar
+
+
+def train(run: RunConfig, pool: torch.Tensor | None, out_dir: str | Path, progress: bool = True) -> list[Path]:
+    """Train one run, writing checkpoints and the log table into ``out_dir``.
+
+    ``pool`` is the (M, D) task pool, or None for the true prior. Resumes from
+    ``out_dir/resume.pt`` when it holds a state of the same config. Returns the
+    checkpoint paths.
+    """
+    out_dir = Path(out_dir)
+    cfg = run.train
+    device = torch.device(cfg.device)
+    if pool is not None and tuple(pool.shape) != (int(run.pool_size), run.dim):
+        raise ValueError(f"pool has shape {tuple(pool.shape)}, run expects ({int(run.pool_size)}, {run.dim})")
+    pool = None if pool is None else pool.to(device)
+
+    model, bar = build(run)
+    model.to(device)
+    bar.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    generator = _generator(run.seed, device)
+    history: dict[str, list] = {"step": [], "loss": [], "lr": []}
+    start = 0
+
+    resume_path = out_dir / "resume.pt"
+    if resume_path.exists():
+        state = load_torch(resume_path, map_location=device)
+        if state["run"] == run.to_dict():
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            generator.set_state(state["generator"].cpu())
+            history = {k: list(v.tolist()) for k, v in state["history"].items()}
+            start = state["step"]
+            log.info("resuming %s from step %d", out_dir, start)
+        else:
+            log.warning("ignoring %s: it belongs to a different run config", resume_path)
+
+    def save_resume(step: int):
+        save_torch(
+            {
+                "run": run.to_dict(),
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "history": {k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
+            },
+            resume_path,
+        )
+
+    ckpt_steps = set(checkpoint_steps(cfg))
+    model.train()
+    bar_iter = tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, disable=not progress,
+                    desc=f"M={run.pool_size:g} seed={run.seed}", mininterval=2.0)
+    for step in bar_iter:
+        lr = learning_rate(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = sample_batch(cfg.batch_size, run.context_length, run.dim, run.noise_var, pool, generator)
+        loss = -bar.log_prob(model(batch.x, batch.y), batch.y).mean()
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"non-finite loss ({loss.item()}) at step {step} of run M={run.pool_size:g} seed={run.seed} in {out_dir}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        history["step"].append(step)
+        history["loss"].append(loss.item())
+        history["lr"].append(lr)
+        if step % 100 == 0:
+            bar_iter.set_postfix(loss=f"{sum(history['loss'][-100:]) / 100:.4f}")
+        if step in ckpt_steps:
+            save_checkpoint(out_dir / checkpoint_name(step), model, bar, run, step)
+        if step % cfg.save_every == 0 and step < cfg.steps:
+            save_resume(step)
+
+    frame = pd.DataFrame({"step": pd.Series(history["step"], dtype="int64"), "loss": history["loss"], "lr": history["lr"]})
+    write_parquet(frame, out_dir / "log.parquet")
+    resume_path.unlink(missing_ok=True)
+    return [out_dir / checkpoint_name(s) for s in sorted(ckpt_steps)]

@@ -1,0 +1,160 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+
+from lrpfn.buckets import BarDistribution, prior_borders
+
+N_BUCKETS = 16
+
+
+@pytest.fixture(scope="module")
+def borders():
+    return prior_borders(N_BUCKETS, dim=4, noise_var=0.25, seed=0, n_samples=1 << 18)
+
+
+@pytest.fixture(scope="module")
+def bar(borders):
+    return BarDistribution(borders)
+
+
+@pytest.fixture(scope="module")
+def logits():
+    # Peaked somewhere inside, with real mass in both tails.
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(N_BUCKETS, generator=g, dtype=torch.float64) * 1.5
+
+
+def density(bar, logits, y):
+    return math.exp(bar.log_prob(logits, torch.tensor(y, dtype=torch.float64)).item())
+
+
+def quad(f, bar, lo=-math.inf, hi=math.inf):
+    """Integrate over the real line, split at every border so quad sees smooth pieces."""
+    b = bar.borders.tolist()
+    edges = [lo] + [e for e in b[1:-1] if lo < e < hi] + [hi]
+    return sum(integrate.quad(f, a, c, epsabs=1e-12, epsrel=1e-10, limit=200)[0] for a, c in zip(edges, edges[1:]))
+
+
+def test_borders_are_prior_quantiles(borders):
+    n = N_BUCKETS
+    assert torch.all(borders.diff() > 0)
+    torch.testing.assert_close(borders, -borders.flip(0))  # symmetric prior
+    rng = np.random.default_rng(99)
+    m = 200_000
+    y = np.einsum("nd,nd->n", rng.standard_normal((m, 4)), rng.standard_normal((m, 4)))
+    y += 0.5 * rng.standard_normal(m)
+    levels = np.r_[1 / (2 * n), np.arange(1, n) / n, 1 - 1 / (2 * n)]
+    for border, level in zip(borders.numpy(), levels):
+        frac = (y < border).mean()
+        assert abs(frac - level) < 4 * math.sqrt(level * (1 - level) / m) + 2e-3
+
+
+def test_density_integrates_to_one_tails_included(bar, logits):
+    total = quad(lambda y: density(bar, logits, y), bar)
+    assert total == pytest.approx(1.0, abs=1e-8)
+    p = torch.softmax(logits, -1)
+    left = quad(lambda y: density(bar, logits, y), bar, hi=bar.borders[1].item())
+    right = quad(lambda y: density(bar, logits, y), bar, lo=bar.borders[-2].item())
+    assert left == pytest.approx(p[0].item(), abs=1e-9)
+    assert right == pytest.approx(p[-1].item(), abs=1e-9)
+
+
+def test_tail_holds_half_its_mass_inside_its_bucket(bar):
+    logits = torch.zeros(N_BUCKETS, dtype=torch.float64)
+    b0, b1 = bar.borders[0].item(), bar.borders[1].item()
+    inside = quad(lambda y: density(bar, logits, y), bar, lo=b0, hi=b1)
+    assert inside == pytest.approx(0.5 / N_BUCKETS, rel=1e-8)
+
+
+def test_mean_and_variance_match_numerical_integration(bar, logits):
+    mean = quad(lambda y: y * density(bar, logits, y), bar)
+    second = quad(lambda y: y * y * density(bar, logits, y), bar)
+    assert bar.mean(logits).item() == pytest.approx(mean, abs=1e-8)
+    assert bar.variance(logits).item() == pytest.approx(second - mean**2, abs=1e-7)
+
+
+def test_cdf_is_the_integral_of_the_density(bar, logits):
+    for y in (-30.0, -4.0, bar.borders[1].item(), -0.3, 0.0, 2.2, bar.borders[-2].item(), 9.0, 25.0):
+        expected = quad(lambda t: density(bar, logits, t), bar, hi=y)
+        assert bar.cdf(logits, torch.tensor(y, dtype=torch.float64)).item() == pytest.approx(expected, abs=1e-9)
+
+
+def test_icdf_inverts_cdf_everywhere(bar, logits):
+    # The right tail stops at y = 9: beyond it 1 - cdf(y) < 1e-13 and float64 cannot hold cdf(y) apart from 1.
+    y = torch.linspace(-25, 9, 2001, dtype=torch.float64)
+    back = bar.icdf(logits, bar.cdf(logits, y))
+    torch.testing.assert_close(back, y, rtol=0, atol=1e-8)
+    q = torch.tensor([1e-12, 1e-6, 0.01, 0.5, 0.99, 1 - 1e-9], dtype=torch.float64)
+    torch.testing.assert_close(bar.cdf(logits, bar.icdf(logits, q)), q, rtol=1e-8, atol=1e-15)
+
+
+def test_samples_follow_the_cdf(bar, logits):
+    n = 100_000
+    g = torch.Generator().manual_seed(1)
+    samples = bar.sample(logits.expand(n, -1), generator=g)
+    assert samples.shape == (n,)
+    result = stats.kstest(samples.numpy(), lambda y: bar.cdf(logits, torch.from_numpy(y)).numpy())
+    # Critical KS distance at alpha = 0.001 is 1.95/sqrt(n).
+    assert result.statistic < 1.95 / math.sqrt(n)
+    # Continuous, not bucket centres.
+    assert samples.unique().numel() > n - 10
+    # Each tail's sampled mass matches its probability within 4 binomial standard errors.
+    p = torch.softmax(logits, -1)
+    for frac, prob in (
+        ((samples < bar.borders[1]).double().mean(), p[0]),
+        ((samples >= bar.borders[-2]).double().mean(), p[-1]),
+    ):
+        assert abs(frac - prob) < 4 * math.sqrt(prob * (1 - prob) / n)
+    # Beyond the outer borders: exactly half of each tail's mass.
+    beyond = (samples > bar.borders[-1]).double().mean()
+    assert abs(beyond - p[-1] / 2) < 4 * math.sqrt(p[-1] / 2 / n)
+
+
+def test_nothing_is_clipped(bar):
+    logits = torch.zeros(N_BUCKETS, dtype=torch.float64)
+    for y in (-1e3, -50.0, 50.0, 1e3):
+        lp = bar.log_prob(logits, torch.tensor(y, dtype=torch.float64))
+        assert torch.isfinite(lp) or y in (-1e3, 1e3)
+        assert lp < bar.log_prob(logits, torch.tensor(y / 2, dtype=torch.float64))
+
+
+def test_vectorised_over_batch_shapes(bar):
+    logits = torch.randn(2, 3, N_BUCKETS, dtype=torch.float64)
+    y = torch.randn(2, 3, dtype=torch.float64) * 3
+    lp = bar.log_prob(logits, y)
+    assert lp.shape == (2, 3)
+    for i in range(2):
+        for j in range(3):
+            assert lp[i, j] == bar.log_prob(logits[i, j], y[i, j])
+            assert bar.cdf(logits, y)[i, j] == bar.cdf(logits[i, j], y[i, j])
+    assert bar.log_prob(logits, torch.tensor(0.5)).shape == (2, 3)  # scalar y broadcasts
+    assert bar.mean(logits).shape == bar.variance(logits).shape == (2, 3)
+    assert bar.icdf(logits, torch.full((2, 3), 0.3, dtype=torch.float64)).shape == (2, 3)
+    assert bar.sample(logits).shape == (2, 3)
+
+
+def test_float32_log_prob_agrees_with_float64(bar):
+    logits = torch.randn(100, N_BUCKETS, dtype=torch.float64)
+    y = torch.randn(100, dtype=torch.float64) * 4
+    torch.testing.assert_close(bar.log_prob(logits.float(), y.float()).double(), bar.log_prob(logits, y), atol=1e-4, rtol=1e-5)
+
+
+def test_bad_borders_are_rejected():
+    with pytest.raises(ValueError):
+        BarDistribution(torch.tensor([0.0, 1.0, 1.0, 2.0]))
+    with pytest.raises(ValueError):
+        prior_borders(1, 4, 0.25)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(bar, logits):
+    cuda = BarDistribution(bar.borders).to("cuda")
+    y = torch.linspace(-20, 20, 101, dtype=torch.float64)
+    torch.testing.assert_close(cuda.log_prob(logits.cuda(), y.cuda()).cpu(), bar.log_prob(logits, y))
+    torch.testing.assert_close(cuda.cdf(logits.cuda(), y.cuda()).cpu(), bar.cdf(logits, y))
+    g = torch.Generator(device="cuda").manual_seed(0)
+    s = cuda.sample(logits.cuda().expand(50_000, -1), generator=g).cpu()
+    assert stats.kstest(s.numpy(), lambda v: bar.cdf(logits, torch.from_numpy(v)).numpy()).statistic < 1.95 / math.sqrt(50_000)

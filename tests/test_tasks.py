@@ -1,0 +1,72 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lrpfn.io import read_parquet, write_parquet
+from lrpfn.tasks import batch_to_frame, eval_set, frame_to_batch, master_pool, pool_slice, sample_batch
+
+
+def test_pools_are_nested_whatever_the_master_size():
+    small = master_pool(8, 3, seed=5)
+    large = master_pool(1000, 3, seed=5)
+    assert torch.equal(small, large[:8])
+    assert not torch.equal(master_pool(8, 3, seed=6), small)
+
+
+def test_pool_slice():
+    master = master_pool(16, 2, seed=0)
+    assert pool_slice(master, math.inf) is None
+    assert torch.equal(pool_slice(master, 4), master[:4])
+    for bad in (0, -1, 2.5, 17):
+        with pytest.raises(ValueError):
+            pool_slice(master, bad)
+
+
+def test_true_prior_batch_statistics():
+    n, k, d, noise_var = 4096, 8, 3, 0.3
+    batch = sample_batch(n, k, d, noise_var, None, torch.Generator().manual_seed(0))
+    assert batch.x.shape == (n, k, d) and batch.y.shape == (n, k) and batch.w.shape == (n, d)
+    assert torch.allclose(batch.target, torch.einsum("bkd,bd->bk", batch.x, batch.w))
+    noise = (batch.y - batch.target).double()
+    # Sample variance of n*k Gaussians has relative standard error sqrt(2/(n*k)).
+    se = noise_var * math.sqrt(2 / noise.numel())
+    assert abs(noise.var().item() - noise_var) < 4 * se
+    assert abs(batch.w.var().item() - 1) < 4 * math.sqrt(2 / batch.w.numel())
+    assert torch.all(batch.task == -1)
+
+
+def test_pool_batch_uses_pool_rows_uniformly():
+    pool = master_pool(4, 2, seed=1)
+    batch = sample_batch(8000, 2, 2, 0.1, pool, torch.Generator().manual_seed(0))
+    assert torch.equal(batch.w, pool[batch.task])
+    counts = torch.bincount(batch.task, minlength=4).double()
+    # Binomial(8000, 1/4): sd = sqrt(8000 * 3/16) ~ 38.7.
+    assert torch.all((counts - 2000).abs() < 4 * 38.8)
+
+
+def test_batches_are_a_function_of_the_generator():
+    a = sample_batch(5, 4, 2, 0.1, None, torch.Generator().manual_seed(3))
+    b = sample_batch(5, 4, 2, 0.1, None, torch.Generator().manual_seed(3))
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+
+
+def test_eval_set_roundtrips_through_parquet(tmp_path):
+    pool = master_pool(16, 3, seed=0)
+    batch = eval_set(7, 5, 3, 0.25, pool, seed=9)
+    path = tmp_path / "eval.parquet"
+    write_parquet(batch_to_frame(batch), path)
+    frame = read_parquet(path)
+    assert list(frame.columns[:3]) == ["sequence", "position", "task"]
+    back = frame_to_batch(frame.sample(frac=1.0, random_state=0))  # row order must not matter
+    for name in ("x", "y", "w", "target", "task"):
+        assert torch.equal(getattr(back, name), getattr(batch, name)), name
+
+
+def test_ragged_eval_table_is_rejected():
+    frame = batch_to_frame(eval_set(3, 4, 2, 0.1, None, seed=0))
+    with pytest.raises(ValueError, match="ragged"):
+        frame_to_batch(frame.iloc[:-1])
+    with pytest.raises(ValueError, match="target"):
+        frame_to_batch(frame.drop(columns="target"))

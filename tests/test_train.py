@@ -1,0 +1,133 @@
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from lrpfn import train as train_module
+from lrpfn.checkpoint import load_checkpoint
+from lrpfn.io import ArtifactError, load_torch
+from lrpfn.model import ModelConfig
+from lrpfn.tasks import master_pool
+from lrpfn.train import RunConfig, TrainConfig, TrainingDiverged, checkpoint_steps, learning_rate, train
+
+
+def tiny_run(steps=40, pool_size=8, **train_kwargs) -> RunConfig:
+    return RunConfig(
+        dim=2,
+        context_length=6,
+        noise_var=0.1,
+        pool_size=pool_size,
+        seed=3,
+        model=ModelConfig(dim=2, n_buckets=16, d_model=16, n_layers=1, n_heads=2, d_mlp=32),
+        train=TrainConfig(steps=steps, batch_size=16, lr=3e-3, checkpoints=3, **train_kwargs),
+    )
+
+
+def test_learning_rate_schedule():
+    cfg = TrainConfig(steps=1000, lr=1e-3, warmup=0.1)
+    lrs = [learning_rate(s, cfg) for s in range(1, 1001)]
+    assert lrs[0] == pytest.approx(1e-3 / 100)  # 100 warm-up steps
+    assert max(lrs) == pytest.approx(1e-3) and lrs.index(max(lrs)) == 99
+    assert all(a >= b for a, b in zip(lrs[99:], lrs[100:]))  # decays monotonically
+    assert lrs[-1] == pytest.approx(0, abs=1e-12)
+    linear = TrainConfig(steps=1000, lr=1e-3, warmup=0.5, decay="linear")
+    assert learning_rate(750, linear) == pytest.approx(0.5e-3)
+
+
+def test_checkpoint_steps_double_up_to_the_last_step():
+    assert checkpoint_steps(TrainConfig(steps=32000, checkpoints=4)) == [4000, 8000, 16000, 32000]
+    assert checkpoint_steps(TrainConfig(steps=3, checkpoints=5)) == [1, 2, 3]
+
+
+def test_train_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="warmup"):
+        TrainConfig(steps=10, warmup=1.5)
+    with pytest.raises(ValueError, match="decay"):
+        TrainConfig(steps=10, decay="step")
+
+
+def test_run_config_roundtrips_through_a_dict():
+    for pool_size in (8, math.inf):
+        run = tiny_run(pool_size=pool_size)
+        assert RunConfig.from_dict(run.to_dict()) == run
+
+
+def test_run_writes_checkpoints_and_log(tmp_path):
+    run = tiny_run(steps=60)
+    pool = master_pool(8, 2, seed=0)
+    paths = train(run, pool, tmp_path, progress=False)
+    assert [p.name for p in paths] == ["step_0000015.pt", "step_0000030.pt", "step_0000060.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in paths] + ["log.parquet"])
+    log = pd.read_parquet(tmp_path / "log.parquet")
+    assert list(log.columns) == ["step", "loss", "lr"] and log.step.tolist() == list(range(1, 61))
+    assert log.lr.tolist() == [learning_rate(s, run.train) for s in range(1, 61)]
+    assert log.loss.iloc[-10:].mean() < log.loss.iloc[:10].mean()  # it learns something
+    ckpt = load_checkpoint(paths[-1])
+    assert ckpt.step == 60 and ckpt.model.config == run.model and RunConfig.from_dict(ckpt.run) == run
+    assert torch.equal(ckpt.bar.borders, train_module.build(run)[1].borders)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):
+    run = tiny_run(steps=50, save_every=10)
+    pool = master_pool(8, 2, seed=0)
+    clean = train(run, pool, tmp_path / "clean", progress=False)
+
+    real_sample = train_module.sample_batch
+    calls = {"n": 0}
+
+    def dying_sample(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 37:  # dies mid-way through step 37; last resume state is at 30
+            raise Killed
+        return real_sample(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "sample_batch", dying_sample)
+    with pytest.raises(Killed):
+        train(run, pool, tmp_path / "resumed", progress=False)
+    assert load_torch(tmp_path / "resumed" / "resume.pt")["step"] == 30
+    monkeypatch.setattr(train_module, "sample_batch", real_sample)
+    resumed = train(run, pool, tmp_path / "resumed", progress=False)
+
+    for a, b in zip(clean, resumed):
+        sa, sb = load_torch(a)["model_state"], load_torch(b)["model_state"]
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), a.name
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "clean/log.parquet"), pd.read_parquet(tmp_path / "resumed/log.parquet"))
+    assert not (tmp_path / "resumed" / "resume.pt").exists()
+
+
+def test_resume_state_of_another_config_is_ignored(tmp_path):
+    pool = master_pool(8, 2, seed=0)
+    train(tiny_run(steps=20, save_every=10), pool, tmp_path / "a", progress=False)
+    (tmp_path / "b").mkdir()
+    other = tiny_run(steps=20, save_every=10)
+    stale = load_torch(tmp_path / "a" / "step_0000020.pt")  # anything with the wrong run dict
+    torch.save({**stale, "run": {"different": True}}, tmp_path / "b" / "resume.pt")
+    paths = train(other, pool, tmp_path / "b", progress=False)
+    sa = load_torch(tmp_path / "a" / "step_0000020.pt")["model_state"]
+    sb = load_torch(paths[-1])["model_state"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_nan_loss_stops_the_run_with_a_clear_error(tmp_path):
+    pool = master_pool(8, 2, seed=0)
+    pool[3, 0] = float("nan")
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss .* at step \d+ of run M=8"):
+        train(tiny_run(steps=30), pool, tmp_path, progress=False)
+    assert not (tmp_path / "log.parquet").exists()
+
+
+def test_pool_of_the_wrong_shape_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="pool has shape"):
+        train(tiny_run(), master_pool(8, 3, seed=0), tmp_path, progress=False)
+
+
+def test_checkpoint_with_another_config_is_rejected(tmp_path):
+    paths = train(tiny_run(steps=5), master_pool(8, 2, seed=0), tmp_path, progress=False)
+    other = ModelConfig(dim=2, n_buckets=16, d_model=32, n_layers=1, n_heads=2, d_mlp=32)
+    with pytest.raises(ArtifactError, match=f"{paths[-1].name}.*differs"):
+        load_checkpoint(paths[-1], expect=other)

@@ -70,6 +70,18 @@ def per_sequence_metrics(
     return {name: out[name] for name in METRICS}
 
 
+def evaluate_checkpoint(
+    model: PFN, bar: BarDistribution, eval_sets: dict[str, Batch], pool: torch.Tensor | None, noise_var: float
+) -> pd.DataFrame:
+    """Per-position metrics on each named evaluation set, stacked with a ``tasks`` column."""
+    tables = []
+    for tasks, batch in eval_sets.items():
+        table = position_metrics(model, bar, batch, pool, noise_var)
+        table.insert(0, "tasks", tasks)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
 def position_metrics(
     model: PFN, bar: BarDistribution, batch: Batch, pool: torch.Tensor | None, noise_var: float
 ) -> pd.DataFrame:

@@ -153,3 +153,21 @@ def frame_to_batch(frame: pd.DataFrame) -> Batch:
         w=tensor(w_columns(dim), (n, k, dim))[:, 0],
         task=torch.from_numpy(frame["task"].to_numpy(np.int64).reshape(n, k)[:, 0].copy()),
     )
+
+
+def pool_to_frame(pool: torch.Tensor) -> pd.DataFrame:
+    """Pool table: one row per task, columns task, w_0..w_{D-1}."""
+    frame = pd.DataFrame(pool.numpy(), columns=w_columns(pool.shape[1]))
+    frame.insert(0, "task", np.arange(pool.shape[0], dtype=np.int64))
+    return frame
+
+
+def frame_to_pool(frame: pd.DataFrame, dim: int, size: int | None = None, source: str = "pool table") -> torch.Tensor:
+    """Inverse of :func:`pool_to_frame`, checking the dimension (and size, when given)."""
+    found = sum(1 for c in frame.columns if c.startswith("w_"))
+    if found != dim or any(c not in frame.columns for c in w_columns(dim)):
+        raise ValueError(f"{source}: tasks of dimension {found}, expected {dim}")
+    if size is not None and len(frame) != size:
+        raise ValueError(f"{source}: {len(frame)} tasks, expected {size}")
+    frame = frame.sort_values("task")
+    return torch.from_numpy(frame[w_columns(dim)].to_numpy(np.float32, copy=True))

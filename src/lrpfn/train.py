@@ -47,7 +47,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     checkpoints: int = 6  # number of checkpoints, spaced by factors of 2 ending at `steps`
     save_every: int = 500  # steps between resume states
-    device: str = "cpu"
+    device: str = "cpu"  # "cpu", "cuda" or "auto" (a GPU when one is present)
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.checkpoints < 1 or self.save_every < 1:
@@ -56,6 +56,8 @@ class TrainConfig:
             raise ValueError(f"train warmup is a fraction in [0, 1), got {self.warmup}")
         if self.decay not in ("cosine", "linear"):
             raise ValueError(f"train decay must be 'cosine' or 'linear', got {self.decay!r}")
+        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
+            raise ValueError(f"train device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
         if self.lr <= 0:
             raise ValueError(f"train lr must be positive, got {self.lr}")
 
@@ -106,6 +108,12 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:07d}.pt"
 
 
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def _generator(seed: int, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
@@ -128,7 +136,7 @@ def train(run: RunConfig, pool: torch.Tensor | None, out_dir: str | Path, progre
     """
     out_dir = Path(out_dir)
     cfg = run.train
-    device = torch.device(cfg.device)
+    device = resolve_device(cfg.device)
     if pool is not None and tuple(pool.shape) != (int(run.pool_size), run.dim):
         raise ValueError(f"pool has shape {tuple(pool.shape)}, run expects ({int(run.pool_size)}, {run.dim})")
     pool = None if pool is None else pool.to(device)

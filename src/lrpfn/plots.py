@@ -1,0 +1,159 @@
+"""Figures (SPEC §8), each drawn from the pipeline's parquet tables."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+
+from .model import interleaved_mask  # noqa: E402
+
+COLORS = {"model": "#1f4e99", "dmmse": "#d95f02", "ridge": "#1b9e77"}
+TASKS_TITLE = {"pool": "pretraining tasks $T_M$", "true": "new tasks $T_{true}$"}
+
+
+def _style():
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
+
+
+def save(fig: plt.Figure, *paths) -> None:
+    """Write the figure to each path (format from the suffix) and close it."""
+    from .io import atomic_path
+
+    for path in paths:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=str(path).rsplit(".", 1)[-1], bbox_inches="tight", dpi=150)
+    plt.close(fig)
+
+
+def mask_figure(n_pairs: int = 4) -> plt.Figure:
+    """The attention mask in interleaved order; query rows (where the loss is taken) darker."""
+    _style()
+    mask = interleaved_mask(n_pairs).numpy().astype(int)
+    shade = mask.copy()
+    shade[0::2] *= 2  # query rows: q_i sits at even indices
+    labels = [f"${r}_{{{i + 1}}}$" for i in range(n_pairs) for r in ("q", "p")]
+    fig, ax = plt.subplots(figsize=(3.6, 3.6))
+    ax.imshow(shade, cmap=ListedColormap(["#ffffff", "#9ecae1", "#08519c"]), vmin=0, vmax=2)
+    ax.set_xticks(range(2 * n_pairs), labels)
+    ax.set_yticks(range(2 * n_pairs), labels)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    ax.set_xticks(np.arange(-0.5, 2 * n_pairs), minor=True)
+    ax.set_yticks(np.arange(-0.5, 2 * n_pairs), minor=True)
+    ax.grid(which="minor", color="#cccccc", linewidth=0.5)
+    ax.grid(which="major", visible=False)
+    ax.set_title("Autoregressive PFN mask\n(dark rows: query tokens, where the loss is taken)", fontsize=9)
+    return fig
+
+
+def _pool_axis(sizes: pd.Series) -> tuple[np.ndarray, float | None]:
+    """x positions for pool sizes on a log axis; inf sits 4x beyond the largest finite size."""
+    values = sizes.astype(float).to_numpy()
+    finite = values[np.isfinite(values)]
+    inf_x = (finite.max() * 4 if len(finite) else 1.0) if np.isinf(values).any() else None
+    return np.where(np.isinf(values), inf_x if inf_x else np.nan, values), inf_x
+
+
+def _format_pool_axis(ax, sizes, inf_x):
+    ax.set_xscale("log", base=2)
+    ticks = sorted({float(s) for s in sizes})
+    finite = [t for t in ticks if math.isfinite(t)]
+    positions = finite + ([inf_x] if inf_x else [])
+    labels = [f"$2^{{{int(round(math.log2(t)))}}}$" if t > 0 and math.log2(t).is_integer() else f"{t:g}" for t in finite]
+    ax.set_xticks(positions, labels + (["$\\infty$"] if inf_x else []))
+    ax.minorticks_off()
+    ax.set_xlabel("number of pretraining tasks $M$")
+
+
+def task_diversity_figure(summary: pd.DataFrame, thresholds: pd.DataFrame) -> plt.Figure:
+    """2x3: rows T_M / T_true; MSE/D vs M, model-dMMSE and model-ridge differences vs M."""
+    _style()
+    final_step = summary.groupby("pool_size").step.transform("max")
+    final = summary[summary.step == final_step]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
+    steps = sorted(summary.step.unique())
+    palette = sns.color_palette("Blues", len(steps) + 1)[1:]
+    for row, tasks in enumerate(["pool", "true"]):
+        data = final[final.tasks == tasks]
+        mse = ["mse_model", "mse_dmmse", "mse_ridge"]
+        stats = data.groupby("pool_size", sort=False)[mse].agg(["mean", "std"]).reset_index()
+        x, inf_x = _pool_axis(stats["pool_size"])
+        order = np.argsort(x)
+        ax = axes[row, 0]
+        for name in ("model", "dmmse", "ridge"):
+            col = f"mse_{name}"
+            ax.errorbar(x[order], stats[(col, "mean")].to_numpy()[order], yerr=stats[(col, "std")].fillna(0).to_numpy()[order],
+                        marker="o", ms=4, capsize=2, color=COLORS[name], label={"model": "PFN", "dmmse": "dMMSE", "ridge": "ridge"}[name])  # fmt: skip
+        ax.set_ylabel(f"MSE/D on {TASKS_TITLE[tasks]}")
+        ax.legend(fontsize=8)
+        for col, ax, title in (
+            (1, axes[row, 1], "PFN – dMMSE"),
+            (2, axes[row, 2], "PFN – ridge"),
+        ):
+            metric = "delta_dmmse" if col == 1 else "delta_ridge"
+            sub = summary[summary.tasks == tasks]
+            for color, step in zip(palette, steps):
+                at = sub[sub.step == step].groupby("pool_size", sort=False)[metric].mean().reset_index()
+                xs, _ = _pool_axis(at["pool_size"])
+                o = np.argsort(xs)
+                ax.plot(xs[o], at[metric].to_numpy()[o], marker="o", ms=3, color=color, label=f"step {step}")
+            ax.set_yscale("log")
+            ax.set_ylabel(f"{title}, mean sq. diff. / D")
+            if row == 0:
+                ax.set_title(title)
+        for ax in axes[row]:
+            _format_pool_axis(ax, summary["pool_size"], inf_x)
+            _mark_thresholds(ax, thresholds)
+        axes[row, 2].legend(fontsize=7, title="checkpoint", title_fontsize=7)
+    axes[0, 0].set_title("MSE/D")
+    fig.suptitle("Task diversity: the PFN moves from dMMSE (memorising the pool) to ridge (the true prior)")
+    fig.tight_layout()
+    return fig
+
+
+def _mark_thresholds(ax, thresholds: pd.DataFrame):
+    styles = {"closer_to_ridge": ("-", "M* (closer to ridge)"), "budget_crossing": ("--", "M* (budget crossing)")}
+    for _, row in thresholds.iterrows():
+        star = row.pool_size_star
+        if np.isfinite(star):
+            ls, label = styles[row.method]
+            ax.axvline(star, color="0.3", ls=ls, lw=1, label=label)
+
+
+def losses_figure(logs: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
+    """Per M: training loss (smoothed) and evaluation NLL at checkpoints, with the Bayes floor."""
+    _style()
+    sizes = sorted(logs.pool_size.unique(), key=float)
+    cols = min(4, len(sizes))
+    rows = math.ceil(len(sizes) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False, sharey=True)
+    for ax, pool_size in zip(axes.flat, sizes):
+        for seed, log in logs[logs.pool_size == pool_size].groupby("seed"):
+            window = max(1, len(log) // 100)
+            ax.plot(log.step, log.loss.rolling(window, min_periods=1).mean(), color="0.5", lw=0.8,
+                    label="train loss" if seed == logs.seed.min() else None)  # fmt: skip
+        ev = summary[(summary.pool_size == pool_size) & (summary.tasks == "pool")].groupby("step")
+        nll = ev[["nll_model", "nll_dmmse", "nll_ridge"]].mean()
+        ax.plot(nll.index, nll.nll_model, "o-", color=COLORS["model"], ms=4, label="eval NLL on $T_M$")
+        floor = nll.nll_ridge if pool_size == "inf" else nll.nll_dmmse
+        ax.axhline(floor.iloc[-1], color=COLORS["ridge" if pool_size == "inf" else "dmmse"], ls="--", lw=1,
+                   label="Bayes NLL floor")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_title(f"M = {'∞' if pool_size == 'inf' else pool_size}")
+        ax.set_xlabel("training step")
+    for ax in axes.flat[len(sizes):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("NLL (nats / position)")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Training loss and evaluation NLL per pool size")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,42 @@
+rule evaluate:
+    """SPEC §6 metrics per position of one checkpoint, on T_M and on T_true."""
+    input:
+        checkpoint=f"{run_dir()}/step_{{step}}.pt",
+        pool=pool_file,
+        eval_pool=pool_eval_file,
+        eval_true=f"{RESULTS}/tasks/eval_true.parquet",
+    output:
+        f"{RESULTS}/eval/M{{M}}_seed{{seed}}/step_{{step}}.parquet",
+    log:
+        f"{RESULTS}/logs/eval/M{{M}}_seed{{seed}}_step{{step}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval/M{{M}}_seed{{seed}}_step{{step}}.tsv"
+    conda:
+        "../../envs/lrpfn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    params:
+        noise_var=config["noise_var"],
+    script:
+        "../scripts/evaluate.py"
+
+
+rule aggregate:
+    """One tidy table over all runs, checkpoints and positions; position means; M*."""
+    input:
+        evals=eval_files(),
+        logs=train_logs(),
+    output:
+        metrics=f"{RESULTS}/tables/metrics.parquet",
+        summary=f"{RESULTS}/tables/summary.parquet",
+        thresholds=f"{RESULTS}/tables/thresholds.parquet",
+        train_log=f"{RESULTS}/tables/train_log.parquet",
+    log:
+        f"{RESULTS}/logs/aggregate.log",
+    localrule: True
+    conda:
+        "../../envs/lrpfn.yaml"
+    script:
+        "../scripts/aggregate.py"

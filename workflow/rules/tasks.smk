@@ -1,0 +1,41 @@
+rule pool:
+    """Pool M: the first M rows of the seeded master task draw."""
+    output:
+        f"{RESULTS}/tasks/pool_M{{M}}.parquet",
+    log:
+        f"{RESULTS}/logs/tasks/pool_M{{M}}.log",
+    wildcard_constraints:
+        M=r"\d+",
+    localrule: True
+    conda:
+        "../../envs/lrpfn.yaml"
+    params:
+        dim=config["dim"],
+        seed=config["task_seed"],
+    script:
+        "../scripts/pool.py"
+
+
+rule eval_set:
+    """Fixed evaluation sequences from T_M (with its pool) or T_true."""
+    input:
+        pool=lambda wc: (
+            [] if wc.tasks == "true" else f"{RESULTS}/tasks/pool_{wc.tasks}.parquet"
+        ),
+    output:
+        f"{RESULTS}/tasks/eval_{{tasks}}.parquet",
+    log:
+        f"{RESULTS}/logs/tasks/eval_{{tasks}}.log",
+    wildcard_constraints:
+        tasks=r"true|M\d+",
+    localrule: True
+    conda:
+        "../../envs/lrpfn.yaml"
+    params:
+        dim=config["dim"],
+        context_length=config["context_length"],
+        noise_var=config["noise_var"],
+        n_sequences=config["eval"]["n_sequences"],
+        seed=config["eval"]["seed"],
+    script:
+        "../scripts/eval_set.py"

@@ -1,0 +1,7 @@
+from lrpfn.io import read_parquet
+from lrpfn.logs import log_to
+from lrpfn.plots import losses_figure, save
+
+with log_to(snakemake.log[0]):
+    fig = losses_figure(read_parquet(snakemake.input.train_log), read_parquet(snakemake.input.summary))
+    save(fig, snakemake.output.png, snakemake.output.pdf)

@@ -1,0 +1,22 @@
+"""Train one run (pool size, seed); resumes from the run folder's resume state."""
+
+from pathlib import Path
+
+import torch
+
+from lrpfn.io import read_parquet
+from lrpfn.logs import log_to
+from lrpfn.tasks import frame_to_pool
+from lrpfn.train import RunConfig, train
+
+with log_to(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    run = RunConfig.from_dict(snakemake.params.run)
+    pool = None
+    if snakemake.input.pool:
+        path = snakemake.input.pool
+        pool = frame_to_pool(read_parquet(path), run.dim, size=int(run.pool_size), source=path)
+    written = train(run, pool, Path(snakemake.output.log).parent)
+    expected = {Path(p) for p in snakemake.output.checkpoints}
+    if set(written) != expected:
+        raise RuntimeError(f"run wrote checkpoints {sorted(map(str, written))}, workflow expects {sorted(map(str, expected))}")

@@ -12,6 +12,8 @@ import argparse
 import math
 import time
 
+import torch
+
 from lrpfn.checkpoint import load_checkpoint
 from lrpfn.evaluate import position_metrics
 from lrpfn.model import ModelConfig
@@ -19,15 +21,15 @@ from lrpfn.tasks import eval_set
 from lrpfn.train import RunConfig, TrainConfig, train
 
 
-def recipe(steps: int) -> RunConfig:
+def recipe(steps: int, batch_size: int = 128, lr: float = 2e-3, n_layers: int = 3) -> RunConfig:
     return RunConfig(
         dim=4,
         context_length=16,
         noise_var=0.25,
         pool_size=math.inf,
         seed=0,
-        model=ModelConfig(dim=4, n_buckets=128, d_model=64, n_layers=3, n_heads=4, d_mlp=128),
-        train=TrainConfig(steps=steps, batch_size=128, lr=2e-3, warmup=0.05, checkpoints=4),
+        model=ModelConfig(dim=4, n_buckets=128, d_model=64, n_layers=n_layers, n_heads=4, d_mlp=128),
+        train=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=0.05, checkpoints=4),
     )
 
 
@@ -35,10 +37,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/recipe", help="run folder (checkpoints, log)")
     parser.add_argument("--steps", type=int, default=8000)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-sequences", type=int, default=4096)
     args = parser.parse_args()
 
-    run = recipe(args.steps)
+    torch.set_num_threads(args.threads)
+    run = recipe(args.steps, args.batch_size, args.lr, args.layers)
     start = time.perf_counter()
     checkpoints = train(run, None, args.out)
     minutes = (time.perf_counter() - start) / 60

@@ -108,9 +108,15 @@ class Block(nn.Module):
         h = h + self.proj(attn.transpose(1, 2).reshape(b, t, -1))
         return h + self.mlp(self.ln_mlp(h))
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, first_output: int = 0) -> torch.Tensor:
+        """Full pass over tokens h (B, T, d_model); returns the outputs of tokens ``first_output:``.
+
+        Every token still serves as key and value; skipping outputs nobody reads (the pair
+        tokens after the last layer) saves their attention rows and MLP.
+        """
         q, k, v = self._heads(h)
-        return self._finish(h, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+        attn = F.scaled_dot_product_attention(q[:, :, first_output:], k, v, attn_mask=mask[first_output:])
+        return self._finish(h[:, first_output:], attn)
 
     def step(self, h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, n_queries: int):
         """Incremental pass for tokens ``h = [queries..., pairs...]`` (B, T, d_model).
@@ -184,9 +190,10 @@ class PFN(nn.Module):
         k = x.shape[1]
         h = torch.cat([self._pairs(x, y), self._queries(x)], dim=1)  # (B, 2K, d_model)
         mask = self._mask(k, x.device)
-        for block in self.blocks:
+        for block in self.blocks[:-1]:
             h = block(h, mask)
-        return self.head(self.ln_final(h[:, k:]))
+        h = self.blocks[-1](h, mask, first_output=k)  # only the queries' outputs are read
+        return self.head(self.ln_final(h))
 
     # --- incremental inference over a pair cache -------------------------------------
 

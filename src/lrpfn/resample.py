@@ -1,0 +1,179 @@
+"""Predictive resampling: the martingale posterior of a PFN (SPEC §7).
+
+Given an observed prefix ``D_n`` (n may be 0), each of B independent paths takes N steps:
+
+1. draw ``x_new ~ N(0, I_D)``;
+2. sample ``y_new`` from the predictive at ``x_new`` given the path's context so far;
+3. append ``(x_new, y_new)`` and repeat;
+
+then computes the least-squares estimate ``w_hat`` on all n + N points (minimum-norm when
+underdetermined). The B values of ``w_hat`` sample the implied prior (n = 0) or posterior.
+
+Three samplers share this interface and consume the generator in the same order:
+
+* :func:`resample_model` — the PFN with its pair key/value cache: one query and one pair
+  token per path per step, O(context) each;
+* :func:`resample_reencode` — the PFN re-encoding the whole context every step (slow,
+  obvious; kept for tests and the benchmark);
+* :func:`resample_exact` — the exact posterior predictive of the Gaussian prior (rank-one
+  updates) or of a pool prior (mixture weights): what a perfect model would produce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .buckets import BarDistribution
+from .model import PFN
+
+
+@dataclass
+class Resampled:
+    w_hat: torch.Tensor  # (B, D) float64: least squares on all n + N points of each path
+    x: torch.Tensor  # (B, n + N, D): observed prefix then imputed inputs
+    y: torch.Tensor  # (B, n + N)
+
+
+def least_squares(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Minimum-norm least squares ``w_hat = pinv(X) y`` per path, float64, (B, D)."""
+    x, y = x.double(), y.double()
+    return (torch.linalg.pinv(x) @ y.unsqueeze(-1)).squeeze(-1)
+
+
+def _prefix(prefix_x, prefix_y, n_paths: int, dim: int, device, dtype):
+    """Broadcast an observed prefix (n, D)/(n,) or (B, n, D)/(B, n) to every path."""
+    if prefix_x is None:
+        return torch.zeros(n_paths, 0, dim, device=device, dtype=dtype), torch.zeros(n_paths, 0, device=device, dtype=dtype)
+    px = torch.as_tensor(prefix_x, device=device, dtype=dtype)
+    py = torch.as_tensor(prefix_y, device=device, dtype=dtype)
+    if px.ndim == 2:
+        px, py = px.unsqueeze(0), py.unsqueeze(0)
+    return px.expand(n_paths, -1, -1), py.expand(n_paths, -1)
+
+
+def _draw_x(n_paths: int, dim: int, generator, device, dtype) -> torch.Tensor:
+    return torch.randn(n_paths, 1, dim, generator=generator, device=device, dtype=dtype)
+
+
+@torch.no_grad()
+def resample_model(
+    model: PFN,
+    bar: BarDistribution,
+    n_paths: int,
+    n_steps: int,
+    prefix_x: torch.Tensor | None = None,
+    prefix_y: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Resampled:
+    """Predictive resampling with the PFN, caching pair keys/values across steps."""
+    param = next(model.parameters())
+    device, dtype, dim = param.device, param.dtype, model.config.dim
+    px, py = _prefix(prefix_x, prefix_y, n_paths, dim, device, dtype)
+    n = px.shape[1]
+    xs = torch.empty(n_paths, n + n_steps, dim, device=device, dtype=dtype)
+    ys = torch.empty(n_paths, n + n_steps, device=device, dtype=dtype)
+    xs[:, :n], ys[:, :n] = px, py
+    cache = model.new_cache(n_paths, n + n_steps)
+    if n:
+        model.step(cache, x_pair=px, y_pair=py)
+    for t in range(n, n + n_steps):
+        x_new = _draw_x(n_paths, dim, generator, device, dtype)
+        logits = model.step(cache, x_query=x_new)[:, 0]
+        y_new = bar.sample(logits, generator=generator)
+        model.step(cache, x_pair=x_new, y_pair=y_new.unsqueeze(1))
+        xs[:, t], ys[:, t] = x_new[:, 0], y_new
+    return Resampled(w_hat=least_squares(xs, ys), x=xs, y=ys)
+
+
+@torch.no_grad()
+def resample_reencode(
+    model: PFN,
+    bar: BarDistribution,
+    n_paths: int,
+    n_steps: int,
+    prefix_x: torch.Tensor | None = None,
+    prefix_y: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Resampled:
+    """Predictive resampling re-encoding the whole sequence at every step (O(N^3) overall)."""
+    param = next(model.parameters())
+    device, dtype, dim = param.device, param.dtype, model.config.dim
+    xs, ys = _prefix(prefix_x, prefix_y, n_paths, dim, device, dtype)
+    for _ in range(n_steps):
+        x_new = _draw_x(n_paths, dim, generator, device, dtype)
+        # The prediction at the last position sees every earlier pair and x_new; its own
+        # y (a placeholder) is invisible to it by the mask.
+        logits = model(torch.cat([xs, x_new], 1), torch.cat([ys, ys.new_zeros(n_paths, 1)], 1))[:, -1]
+        y_new = bar.sample(logits, generator=generator)
+        xs, ys = torch.cat([xs, x_new], 1), torch.cat([ys, y_new.unsqueeze(1)], 1)
+    return Resampled(w_hat=least_squares(xs, ys), x=xs, y=ys)
+
+
+@torch.no_grad()
+def resample_exact(
+    pool: torch.Tensor | None,
+    noise_var: float,
+    n_paths: int,
+    n_steps: int,
+    prefix_x: torch.Tensor | None = None,
+    prefix_y: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    dim: int | None = None,
+) -> Resampled:
+    """Predictive resampling with the exact posterior predictive (float64).
+
+    ``pool=None``: Gaussian prior N(0, I); the posterior ``N(mu, S)`` is updated by rank-one
+    steps ``s = noise_var + x^T S x``, ``g = S x / s``, ``mu += g (y - mu·x)``, ``S -= s g g^T``.
+    Otherwise the pool prior: log posterior weights over the pool, updated per point; y is
+    drawn by picking a task from the weights, then ``w_m·x + noise``.
+    """
+    if dim is None:
+        dim = pool.shape[1] if pool is not None else torch.as_tensor(prefix_x).shape[-1]
+    device = generator.device if generator is not None else torch.device("cpu")
+    dtype = torch.float64
+    px, py = _prefix(prefix_x, prefix_y, n_paths, dim, device, dtype)
+    n = px.shape[1]
+    xs = torch.empty(n_paths, n + n_steps, dim, device=device, dtype=dtype)
+    ys = torch.empty(n_paths, n + n_steps, device=device, dtype=dtype)
+    xs[:, :n], ys[:, :n] = px, py
+    noise_sd = noise_var**0.5
+    if pool is None:
+        mean = torch.zeros(n_paths, dim, device=device, dtype=dtype)
+        cov = torch.eye(dim, device=device, dtype=dtype).expand(n_paths, dim, dim).clone()
+
+        def update(x, y):
+            nonlocal mean, cov
+            sx = torch.einsum("bij,bj->bi", cov, x)
+            s = noise_var + (x * sx).sum(-1)
+            g = sx / s.unsqueeze(-1)
+            mean = mean + g * (y - (mean * x).sum(-1)).unsqueeze(-1)
+            cov = cov - s[:, None, None] * g.unsqueeze(-1) * g.unsqueeze(-2)
+
+        def draw_y(x):
+            var = noise_var + torch.einsum("bi,bij,bj->b", x, cov, x)
+            return (mean * x).sum(-1) + var.sqrt() * torch.randn(n_paths, generator=generator, device=device, dtype=dtype)
+
+    else:
+        tasks = pool.to(device=device, dtype=dtype)
+        log_w = torch.zeros(n_paths, tasks.shape[0], device=device, dtype=dtype)
+
+        def update(x, y):
+            nonlocal log_w
+            log_w = log_w - (y.unsqueeze(-1) - x @ tasks.T) ** 2 / (2 * noise_var)
+            log_w = log_w - log_w.max(-1, keepdim=True).values  # keep weights in range
+
+        def draw_y(x):
+            m = torch.multinomial(torch.softmax(log_w, -1), 1, generator=generator).squeeze(-1)
+            noise = torch.randn(n_paths, generator=generator, device=device, dtype=dtype)
+            return (tasks[m] * x).sum(-1) + noise_sd * noise
+
+    for t in range(n):
+        update(px[:, t], py[:, t])
+    for t in range(n, n + n_steps):
+        x_new = _draw_x(n_paths, dim, generator, device, dtype)[:, 0]
+        y_new = draw_y(x_new)
+        update(x_new, y_new)
+        xs[:, t], ys[:, t] = x_new, y_new
+    return Resampled(w_hat=least_squares(xs, ys), x=xs, y=ys)

@@ -1,0 +1,103 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from lrpfn.bayes import dmmse_posterior, ridge_posterior
+from lrpfn.buckets import BarDistribution, prior_borders
+from lrpfn.model import PFN, ModelConfig
+from lrpfn.resample import least_squares, resample_exact, resample_model, resample_reencode
+from lrpfn.tasks import master_pool, sample_batch
+
+
+@pytest.fixture(scope="module")
+def model_and_bar():
+    torch.manual_seed(0)
+    model = PFN(ModelConfig(dim=3, n_buckets=32, d_model=32, n_layers=2, n_heads=2, d_mlp=64)).eval()
+    with torch.no_grad():  # non-trivial weights, so the context matters
+        for p in model.parameters():
+            p.normal_(0, 0.2)
+    return model, BarDistribution(prior_borders(32, 3, 0.25, n_samples=1 << 16))
+
+
+def test_cached_logits_equal_the_full_forward_at_every_step_float32(model_and_bar):
+    model, _ = model_and_bar
+    g = torch.Generator().manual_seed(0)
+    k = 48
+    x, y = torch.randn(16, k, 3, generator=g), torch.randn(16, k, generator=g) * 2
+    full = model(x, y)
+    cache = model.new_cache(16, k)
+    for i in range(k):
+        logits = model.step(cache, x_query=x[:, i : i + 1])
+        torch.testing.assert_close(logits[:, 0], full[:, i], rtol=0, atol=1e-5)
+        model.step(cache, x_pair=x[:, i : i + 1], y_pair=y[:, i : i + 1])
+
+
+@pytest.mark.parametrize("n_prefix", [0, 5])
+def test_cached_and_reencoding_samplers_draw_the_same_paths(model_and_bar, n_prefix):
+    model, bar = model_and_bar
+    prefix_x, prefix_y = torch.randn(n_prefix, 3), torch.randn(n_prefix)
+    args = (model, bar, 64, 12, prefix_x, prefix_y)
+    fast = resample_model(*args, generator=torch.Generator().manual_seed(1))
+    slow = resample_reencode(*args, generator=torch.Generator().manual_seed(1))
+    assert fast.x.shape == (64, n_prefix + 12, 3)
+    assert torch.equal(fast.x, slow.x)
+    torch.testing.assert_close(fast.y, slow.y, rtol=0, atol=1e-4)
+    assert torch.equal(fast.x[:, :n_prefix], prefix_x.expand(64, -1, -1))
+
+
+def test_samples_come_from_the_full_bar_distribution(model_and_bar):
+    model, bar = model_and_bar
+    out = resample_model(model, bar, 2000, 1, generator=torch.Generator().manual_seed(2))
+    y = out.y[:, 0]
+    # Continuous draws, tails included: none sit at bucket centres, some lie beyond the outer borders.
+    assert y.unique().numel() == 2000
+    assert ((y < bar.borders[0]) | (y > bar.borders[-1])).any()
+
+
+def test_least_squares_is_minimum_norm_when_underdetermined():
+    x = torch.randn(5, 2, 4, dtype=torch.float64)
+    y = torch.randn(5, 2, dtype=torch.float64)
+    w = least_squares(x, y)
+    torch.testing.assert_close(torch.einsum("bkd,bd->bk", x, w), y)  # interpolates
+    # Minimum norm: w lies in the row space of X.
+    proj = x.transpose(1, 2) @ torch.linalg.solve(x @ x.transpose(1, 2), x)
+    torch.testing.assert_close((proj @ w.unsqueeze(-1)).squeeze(-1), w)
+
+
+def test_exact_gaussian_resampling_reproduces_the_posterior():
+    noise_var, n, n_paths, n_steps = 0.25, 6, 4000, 600
+    batch = sample_batch(1, n, 3, noise_var, None, torch.Generator().manual_seed(5))
+    prefix_x, prefix_y = batch.x[0].double(), batch.y[0].double()
+    out = resample_exact(None, noise_var, n_paths, n_steps, prefix_x, prefix_y, generator=torch.Generator().manual_seed(6))
+    mu, cov = ridge_posterior(prefix_x[None], prefix_y[None], noise_var)
+    for d in range(3):
+        sd = cov[0, d, d].sqrt().item()
+        samples = out.w_hat[:, d].numpy()
+        # The OLS functional adds noise of variance ~ noise_var / (n + N): 0.4 % of sd here.
+        assert stats.kstest(samples, "norm", args=(mu[0, d].item(), sd)).pvalue > 1e-3
+        ratio = samples.std() / sd
+        assert abs(ratio - 1) < 3 / math.sqrt(2 * n_paths) + 0.005, ratio
+
+
+def test_exact_gaussian_prior_is_standard_normal():
+    out = resample_exact(None, 0.25, 3000, 400, dim=2, generator=torch.Generator().manual_seed(7))
+    for d in range(2):
+        assert stats.kstest(out.w_hat[:, d].numpy(), "norm").pvalue > 1e-3
+
+
+def test_exact_pool_resampling_picks_tasks_with_posterior_frequencies():
+    noise_var, n_paths = 1.0, 4000
+    pool = torch.tensor([[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0], [0.0, -2.0]], dtype=torch.float64)
+    prefix_x = torch.tensor([[0.5, 0.4]], dtype=torch.float64)
+    prefix_y = torch.tensor([0.3], dtype=torch.float64)
+    out = resample_exact(pool, noise_var, n_paths, 300, prefix_x, prefix_y, generator=torch.Generator().manual_seed(8))
+    nearest = torch.cdist(out.w_hat, pool).argmin(-1)
+    counts = torch.bincount(nearest, minlength=4).numpy()
+    weights = dmmse_posterior(prefix_x[None], prefix_y[None], pool, noise_var)[0].numpy()
+    assert weights.min() > 0.05  # a posterior worth testing: no task negligible
+    assert stats.chisquare(counts, weights * n_paths).pvalue > 1e-3
+    # Each path ends near its task: OLS over 300 points with noise sd 1 is within ~0.06.
+    assert torch.cdist(out.w_hat, pool).min(-1).values.max() < 0.5

@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/tasks.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/resample.smk"
 include: "workflow/rules/plots.smk"
 
 

@@ -21,14 +21,14 @@ from lrpfn.tasks import eval_set
 from lrpfn.train import RunConfig, TrainConfig, train
 
 
-def recipe(steps: int, batch_size: int = 128, lr: float = 2e-3, n_layers: int = 3) -> RunConfig:
+def recipe(steps: int, batch_size: int = 64, lr: float = 4e-3, n_layers: int = 3) -> RunConfig:
     return RunConfig(
         dim=4,
         context_length=16,
         noise_var=0.25,
         pool_size=math.inf,
         seed=0,
-        model=ModelConfig(dim=4, n_buckets=128, d_model=64, n_layers=n_layers, n_heads=4, d_mlp=128),
+        model=ModelConfig(dim=4, n_buckets=256, d_model=64, n_layers=n_layers, n_heads=4, d_mlp=128),
         train=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=0.05, checkpoints=4),
     )
 
@@ -36,9 +36,9 @@ def recipe(steps: int, batch_size: int = 128, lr: float = 2e-3, n_layers: int = 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/recipe", help="run folder (checkpoints, log)")
-    parser.add_argument("--steps", type=int, default=8000)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--steps", type=int, default=13000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=4e-3)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-sequences", type=int, default=4096)

@@ -90,6 +90,8 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):
     with pytest.raises(Killed):
         train(run, pool, tmp_path / "resumed", progress=False)
     assert load_torch(tmp_path / "resumed" / "resume.pt")["step"] == 30
+    # A workflow manager deletes the files of the killed job; the resumed run restores them.
+    (tmp_path / "resumed" / "step_0000012.pt").unlink()
     monkeypatch.setattr(train_module, "sample_batch", real_sample)
     resumed = train(run, pool, tmp_path / "resumed", progress=False)
 

@@ -73,8 +73,11 @@ def expected_outputs() -> list[str]:
         files.append(f"runs/M{m}_seed0/log.parquet")
         files += [f"runs/M{m}_seed0/step_{s:07d}.pt" for s in steps]
         files += [f"eval/M{m}_seed0/step_{s:07d}.parquet" for s in steps]
-    files += [f"tables/{t}.parquet" for t in ("metrics", "summary", "thresholds", "train_log")]
-    files += [f"figures/{f}.{e}" for f in ("mask", "task_diversity", "losses") for e in ("png", "pdf")]
+        files += [f"resample/M{m}_seed0/step_{s:07d}.parquet" for s in steps]
+        files += [f"resample/M{m}_reference.parquet", f"resample/M{m}_seed0_stats.parquet"]
+    files += [f"tables/{t}.parquet" for t in ("metrics", "summary", "thresholds", "train_log", "resample_stats")]
+    figures = ["mask", "task_diversity", "losses", "posterior", "implied_prior_M1", "implied_prior_M4", "implied_prior_Minf"]
+    files += [f"figures/{f}.{e}" for f in figures for e in ("png", "pdf")]
     return files
 
 
@@ -125,6 +128,32 @@ def test_summary_thresholds_and_logs(pipeline):
     assert np.isfinite(log.loss).all()
 
 
+def test_resampling_tables(pipeline):
+    settings = TEST_CONFIG["resample"]
+    samples = pd.read_parquet(pipeline / RESULTS / "resample/M4_seed0/step_0000040.parquet")
+    # prior + one prefix from T_true + one from T_M, n_paths each
+    assert len(samples) == 3 * settings["n_paths"]
+    assert list(samples.columns) == ["step", "kind", "tasks", "prefix", "path", "w_0", "w_1"]
+    assert np.isfinite(samples[["w_0", "w_1"]].to_numpy()).all()
+    stats = pd.read_parquet(pipeline / RESULTS / "tables/resample_stats.parquet")
+    expected = {"std_ratio", "ks", "ks_pvalue", "energy", "ridge_ks", "ridge_energy", "dmmse_energy", "median_pool_distance"}
+    assert expected <= set(stats.columns)
+    # 3 runs x 2 checkpoints x dims, over targets: prior + 1 true prefix (+ 1 pool prefix when M is finite)
+    assert len(stats) == 2 * 2 * (3 + 3 + 2)
+    assert (stats.std_ratio > 0).all() and stats.ks.between(0, 1).all()
+    assert stats.loc[stats.pool_size == "inf", "dmmse_energy"].isna().all()
+    assert stats.loc[stats.pool_size != "inf", "dmmse_energy"].notna().all()
+
+
+def test_resampling_past_the_trained_context_needs_permission():
+    config = copy.deepcopy(TEST_CONFIG)
+    config["resample"]["path_length"] = TEST_CONFIG["context_length"] + 1
+    with pytest.raises(ConfigError, match="resample.path_length"):
+        validate_config(config)
+    config["resample"]["allow_extrapolation"] = True
+    validate_config(config)
+
+
 def test_rerun_with_nothing_changed_does_nothing(pipeline):
     result = snakemake(pipeline, "-n")
     assert "Nothing to be done" in result.stdout + result.stderr
@@ -137,7 +166,8 @@ def test_changing_one_pool_size_reruns_only_what_depends_on_it(pipeline, tmp_pat
     path.write_text(yaml.safe_dump(config))
     jobs = planned_jobs(snakemake(pipeline, "-n", config=path))
     assert jobs.get("train") == 1 and jobs.get("evaluate") == 2, jobs
-    assert "pool" not in jobs and "eval_set" not in jobs and "plot_mask" not in jobs
+    assert jobs.get("resample") == 2 and jobs.get("resample_stats") == 1, jobs
+    assert not {"pool", "eval_set", "plot_mask", "resample_reference"} & set(jobs), jobs
 
 
 def test_one_eval_file_builds_just_its_chain(tmp_path_factory):
@@ -168,6 +198,9 @@ BAD_CONFIGS = [
     (lambda c: c.update(overrides={4: {"steps": 10}}), "'steps'"),
     (lambda c: c["eval"].pop("n_sequences"), "n_sequences"),
     (lambda c: c.pop("dim"), "'dim'"),
+    (lambda c: c["resample"].update(prefix_length=6), "resample.prefix_length"),
+    (lambda c: c["resample"].update(checkpoints=3), "resample.checkpoints"),
+    (lambda c: c["resample"].update(n_paths=1), "['n_paths']"),
 ]
 
 
@@ -210,3 +243,13 @@ def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path_factory):
     assert result.returncode != 0
     assert "['model']['n_layers']" in result.stdout + result.stderr
     assert not (workdir / RESULTS).exists()
+
+
+def test_lint_and_format_are_clean(tmp_path):
+    lint = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", str(REPO)], capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stderr

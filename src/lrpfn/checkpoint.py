@@ -20,17 +20,19 @@ class Checkpoint:
     run: dict  # RunConfig.to_dict() of the run that wrote it
 
 
-def save_checkpoint(path: str | Path, model: PFN, bar: BarDistribution, run, step: int) -> None:
-    save_torch(
-        {
-            "model_state": model.state_dict(),
-            "model_config": model.config.to_dict(),
-            "borders": bar.borders.cpu(),
-            "step": step,
-            "run": run.to_dict(),
-        },
-        path,
-    )
+def checkpoint_payload(model: PFN, bar: BarDistribution, run, step: int) -> dict:
+    """What a checkpoint file holds; tensors are copies, safe to keep while training goes on."""
+    return {
+        "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "model_config": model.config.to_dict(),
+        "borders": bar.borders.cpu(),
+        "step": step,
+        "run": run.to_dict(),
+    }
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    save_torch(payload, path)
 
 
 def load_checkpoint(path: str | Path, device="cpu", expect: ModelConfig | None = None) -> Checkpoint:

@@ -80,6 +80,23 @@ def check_experiment(config: dict) -> None:
             f"train.checkpoints: {config['train']['checkpoints']} checkpoints need at least as many steps "
             f"(train.steps={config['train']['steps']})"
         )
+    resample = config["resample"]
+    if resample["path_length"] > config["context_length"] and not resample.get("allow_extrapolation", False):
+        raise ConfigError(
+            f"resample.path_length: {resample['path_length']} points exceed the trained context_length="
+            f"{config['context_length']}; set resample.allow_extrapolation: true to resample past it"
+        )
+    if resample["prefix_length"] >= resample["path_length"]:
+        raise ConfigError(
+            f"resample.prefix_length: {resample['prefix_length']} leaves no step to resample "
+            f"within resample.path_length={resample['path_length']}"
+        )
+    if resample["prefix_length"] > config["context_length"]:
+        raise ConfigError(f"resample.prefix_length: {resample['prefix_length']} exceeds context_length={config['context_length']}")
+    if resample["checkpoints"] > config["train"]["checkpoints"]:
+        raise ConfigError(
+            f"resample.checkpoints: {resample['checkpoints']} exceeds the {config['train']['checkpoints']} train.checkpoints"
+        )
     for pool_size in sizes:
         for seed in config["seeds"]:
             try:

@@ -157,3 +157,67 @@ def losses_figure(logs: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
     fig.suptitle("Training loss and evaluation NLL per pool size")
     fig.tight_layout()
     return fig
+
+
+def implied_prior_figure(samples: pd.DataFrame, reference: pd.DataFrame, pool: np.ndarray | None, pool_size: str, n_dims: int) -> plt.Figure:
+    """Rows: the first dimensions of w; columns: checkpoints. Histogram + KDE of the PFN's
+    resampled w_hat (implied prior), N(0, 1), the pool's values and the exact reference."""
+    _style()
+    samples = samples[samples.kind == "prior"]
+    reference = reference[reference.kind == "prior"]
+    steps = sorted(samples.step.unique())
+    dims = [d for d in range(n_dims) if f"w_{d}" in samples.columns]
+    fig, axes = plt.subplots(len(dims), len(steps), figsize=(2.8 * len(steps), 2.2 * len(dims)), squeeze=False, sharex=True)
+    grid = np.linspace(-4, 4, 400)
+    normal = np.exp(-(grid**2) / 2) / np.sqrt(2 * np.pi)
+    for row, d in enumerate(dims):
+        col_name = f"w_{d}"
+        for col, step in enumerate(steps):
+            ax = axes[row, col]
+            values = samples.loc[samples.step == step, col_name].to_numpy()
+            ax.hist(values, bins=np.linspace(-4, 4, 61), density=True, color=COLORS["model"], alpha=0.35, label="PFN (histogram)")
+            sns.kdeplot(x=values, ax=ax, color=COLORS["model"], lw=1.2, label="PFN (KDE)", clip=(-4, 4))
+            sns.kdeplot(x=reference[col_name].to_numpy(), ax=ax, color="black", lw=1, ls="--", label="exact reference", clip=(-4, 4))
+            ax.plot(grid, normal, color="#c0392b", lw=1, label="N(0, 1)")
+            if pool is not None:
+                if len(pool) <= 64:
+                    for v in pool[:, d]:
+                        ax.axvline(v, color=COLORS["dmmse"], lw=0.8, alpha=0.8)
+                    ax.plot([], [], color=COLORS["dmmse"], label="pool tasks")
+                else:
+                    ax.hist(pool[:, d], bins=np.linspace(-4, 4, 61), density=True, histtype="step", color=COLORS["dmmse"], label="pool tasks")
+            ax.set_xlim(-4, 4)
+            ax.set_ylabel(f"$w_{{{d}}}$" if col == 0 else "")
+            if row == 0:
+                ax.set_title(f"step {step}")
+            if row == len(dims) - 1:
+                ax.set_xlabel("$\\hat w$")
+    axes[0, -1].legend(fontsize=6, loc="upper right")
+    label = "∞" if pool_size == "inf" else pool_size
+    fig.suptitle(f"Implied prior of the PFN trained on M = {label} tasks, by predictive resampling")
+    fig.tight_layout()
+    return fig
+
+
+def posterior_figure(stats: pd.DataFrame) -> plt.Figure:
+    """Energy distance (mean over dims and prefixes from T_true) between the PFN's resampled
+    posterior and the exact ridge and dMMSE posteriors, vs training step, one line per M."""
+    _style()
+    post = stats[(stats.kind == "posterior") & (stats.tasks == "true")]
+    sizes = sorted(post.pool_size.unique(), key=float)
+    palette = dict(zip(sizes, sns.color_palette("viridis", len(sizes))))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, column, title in ((axes[0], "ridge_energy", "to the ridge posterior $N(\\mu_n, S_n)$"), (axes[1], "dmmse_energy", "to the dMMSE posterior (pool atoms)")):
+        for pool_size in sizes:
+            curve = post[post.pool_size == pool_size].groupby("step")[column].mean()
+            if curve.notna().any():
+                ax.plot(curve.index, curve.to_numpy(), "o-", ms=3, color=palette[pool_size], label=f"M = {'∞' if pool_size == 'inf' else pool_size}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training step")
+        ax.set_title(f"energy distance {title}", fontsize=9)
+    axes[0].set_ylabel("energy distance (mean over dims)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle("Resampled posteriors on new tasks vs the exact posteriors")
+    fig.tight_layout()
+    return fig

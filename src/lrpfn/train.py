@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .buckets import BarDistribution, prior_borders
-from .checkpoint import save_checkpoint
+from .checkpoint import checkpoint_payload, save_checkpoint
 from .io import load_torch, save_torch, write_parquet
 from .model import PFN, ModelConfig
 from .tasks import sample_batch
@@ -147,6 +147,9 @@ def train(run: RunConfig, pool: torch.Tensor | None, out_dir: str | Path, progre
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     generator = _generator(run.seed, device)
     history: dict[str, list] = {"step": [], "loss": [], "lr": []}
+    # Checkpoints written so far travel with the resume state: a workflow manager may delete
+    # the files of a killed job, and the resumed run restores them.
+    written: dict[int, dict] = {}
     start = 0
 
     resume_path = out_dir / "resume.pt"
@@ -157,7 +160,11 @@ def train(run: RunConfig, pool: torch.Tensor | None, out_dir: str | Path, progre
             optimizer.load_state_dict(state["optimizer"])
             generator.set_state(state["generator"].cpu())
             history = {k: list(v.tolist()) for k, v in state["history"].items()}
+            written = state["checkpoints"]
             start = state["step"]
+            for step, payload in written.items():
+                if not (out_dir / checkpoint_name(step)).exists():
+                    save_checkpoint(out_dir / checkpoint_name(step), payload)
             log.info("resuming %s from step %d", out_dir, start)
         else:
             log.warning("ignoring %s: it belongs to a different run config", resume_path)
@@ -171,6 +178,7 @@ def train(run: RunConfig, pool: torch.Tensor | None, out_dir: str | Path, progre
                 "optimizer": optimizer.state_dict(),
                 "generator": generator.get_state(),
                 "history": {k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
+                "checkpoints": written,
             },
             resume_path,
         )
@@ -198,7 +206,8 @@ def train(run: RunConfig, pool: torch.Tensor | None, out_dir: str | Path, progre
         if step % 100 == 0:
             bar_iter.set_postfix(loss=f"{sum(history['loss'][-100:]) / 100:.4f}")
         if step in ckpt_steps:
-            save_checkpoint(out_dir / checkpoint_name(step), model, bar, run, step)
+            written[step] = checkpoint_payload(model, bar, run, step)
+            save_checkpoint(out_dir / checkpoint_name(step), written[step])
         if step % cfg.save_every == 0 and step < cfg.steps:
             save_resume(step)
 

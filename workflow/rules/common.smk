@@ -57,17 +57,37 @@ def eval_files():
     ]
 
 
+RESAMPLE_STEPS = CHECKPOINT_STEPS[-config["resample"]["checkpoints"] :]
+
+
+def resample_files(M, seed):
+    return [
+        f"{RESULTS}/resample/M{M}_seed{seed}/step_{step:07d}.parquet"
+        for step in RESAMPLE_STEPS
+    ]
+
+
+def resample_stats_files():
+    return [
+        f"{RESULTS}/resample/M{M}_seed{seed}_stats.parquet"
+        for M in POOL_SIZES
+        for seed in SEEDS
+    ]
+
+
 def train_logs():
     return [f"{run_dir(M, seed)}/log.parquet" for M in POOL_SIZES for seed in SEEDS]
 
 
-FIGURES = ["mask", "task_diversity", "losses"]
+FIGURES = ["mask", "task_diversity", "losses", "posterior"] + [
+    f"implied_prior_M{M}" for M in POOL_SIZES
+]
 
 
 def all_targets():
     tables = [
         f"{RESULTS}/tables/{name}.parquet"
-        for name in ("metrics", "summary", "thresholds", "train_log")
+        for name in ("metrics", "summary", "thresholds", "train_log", "resample_stats")
     ]
     figures = [
         f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")

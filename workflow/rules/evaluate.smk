@@ -24,15 +24,17 @@ rule evaluate:
 
 
 rule aggregate:
-    """One tidy table over all runs, checkpoints and positions; position means; M*."""
+    """Tidy tables over all runs: metrics, position means, M*, training logs, resampling statistics."""
     input:
         evals=eval_files(),
         logs=train_logs(),
+        resample_stats=resample_stats_files(),
     output:
         metrics=f"{RESULTS}/tables/metrics.parquet",
         summary=f"{RESULTS}/tables/summary.parquet",
         thresholds=f"{RESULTS}/tables/thresholds.parquet",
         train_log=f"{RESULTS}/tables/train_log.parquet",
+        resample_stats=f"{RESULTS}/tables/resample_stats.parquet",
     log:
         f"{RESULTS}/logs/aggregate.log",
     localrule: True

@@ -53,3 +53,48 @@ rule plot_losses:
         "../../envs/lrpfn.yaml"
     script:
         "../scripts/plot_losses.py"
+
+
+rule plot_implied_prior:
+    input:
+        samples=lambda wc: resample_files(wc.M, SEEDS[0]),
+        reference=f"{RESULTS}/resample/M{{M}}_reference.parquet",
+        pool=pool_file,
+    output:
+        png=report(
+            f"{RESULTS}/figures/implied_prior_M{{M}}.png",
+            caption="../report/implied_prior.rst",
+            category="Predictive resampling",
+            subcategory="Implied prior",
+        ),
+        pdf=f"{RESULTS}/figures/implied_prior_M{{M}}.pdf",
+    log:
+        f"{RESULTS}/logs/plots/implied_prior_M{{M}}.log",
+    localrule: True
+    conda:
+        "../../envs/lrpfn.yaml"
+    params:
+        dim=config["dim"],
+        n_dims=config["resample"].get("plot_dims", 3),
+    script:
+        "../scripts/plot_implied_prior.py"
+
+
+rule plot_posterior:
+    input:
+        stats=rules.aggregate.output.resample_stats,
+    output:
+        png=report(
+            f"{RESULTS}/figures/posterior.png",
+            caption="../report/posterior.rst",
+            category="Predictive resampling",
+            subcategory="Posterior",
+        ),
+        pdf=f"{RESULTS}/figures/posterior.pdf",
+    log:
+        f"{RESULTS}/logs/plots/posterior.log",
+    localrule: True
+    conda:
+        "../../envs/lrpfn.yaml"
+    script:
+        "../scripts/plot_posterior.py"

@@ -18,3 +18,5 @@ with log_to(snakemake.log[0]):
     write_parquet(summary, snakemake.output.summary)
     write_parquet(thresholds(summary), snakemake.output.thresholds)
     write_parquet(pd.concat(logs, ignore_index=True), snakemake.output.train_log)
+    resample = pd.concat([read_parquet(p) for p in snakemake.input.resample_stats], ignore_index=True)
+    write_parquet(resample, snakemake.output.resample_stats)

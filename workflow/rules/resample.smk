@@ -1,0 +1,74 @@
+rule resample:
+    """Predictive resampling of the implied prior and posteriors with one checkpoint."""
+    input:
+        checkpoint=f"{run_dir()}/step_{{step}}.pt",
+        eval_pool=pool_eval_file,
+        eval_true=f"{RESULTS}/tasks/eval_true.parquet",
+    output:
+        f"{RESULTS}/resample/M{{M}}_seed{{seed}}/step_{{step}}.parquet",
+    log:
+        f"{RESULTS}/logs/resample/M{{M}}_seed{{seed}}_step{{step}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/resample/M{{M}}_seed{{seed}}_step{{step}}.tsv"
+    conda:
+        "../../envs/lrpfn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        settings=config["resample"],
+    script:
+        "../scripts/resample.py"
+
+
+rule resample_reference:
+    """The same resampling with the exact posterior predictive of pool M (or the true prior)."""
+    input:
+        pool=pool_file,
+        eval_pool=pool_eval_file,
+        eval_true=f"{RESULTS}/tasks/eval_true.parquet",
+    output:
+        f"{RESULTS}/resample/M{{M}}_reference.parquet",
+    log:
+        f"{RESULTS}/logs/resample/M{{M}}_reference.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/resample/M{{M}}_reference.tsv"
+    conda:
+        "../../envs/lrpfn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        settings=config["resample"],
+        dim=config["dim"],
+        noise_var=config["noise_var"],
+    script:
+        "../scripts/resample_reference.py"
+
+
+rule resample_stats:
+    """Per checkpoint, target and dimension: the PFN's samples against the references."""
+    input:
+        samples=lambda wc: resample_files(wc.M, wc.seed),
+        reference=f"{RESULTS}/resample/M{{M}}_reference.parquet",
+        pool=pool_file,
+        eval_pool=pool_eval_file,
+        eval_true=f"{RESULTS}/tasks/eval_true.parquet",
+    output:
+        f"{RESULTS}/resample/M{{M}}_seed{{seed}}_stats.parquet",
+    log:
+        f"{RESULTS}/logs/resample/M{{M}}_seed{{seed}}_stats.log",
+    conda:
+        "../../envs/lrpfn.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    params:
+        settings=config["resample"],
+        dim=config["dim"],
+        noise_var=config["noise_var"],
+    script:
+        "../scripts/resample_stats.py"

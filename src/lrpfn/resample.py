@@ -53,6 +53,12 @@ def _prefix(prefix_x, prefix_y, n_paths: int, dim: int, device, dtype):
     return px.expand(n_paths, -1, -1), py.expand(n_paths, -1)
 
 
+def _model_prefix(model: PFN, n_paths: int, prefix_x, prefix_y):
+    """The observed prefix on the model's device and dtype, one copy per path."""
+    param = next(model.parameters())
+    return _prefix(prefix_x, prefix_y, n_paths, model.config.dim, param.device, param.dtype)
+
+
 def _draw_x(n_paths: int, dim: int, generator, device, dtype) -> torch.Tensor:
     return torch.randn(n_paths, 1, dim, generator=generator, device=device, dtype=dtype)
 
@@ -68,10 +74,8 @@ def resample_model(
     generator: torch.Generator | None = None,
 ) -> Resampled:
     """Predictive resampling with the PFN, caching pair keys/values across steps."""
-    param = next(model.parameters())
-    device, dtype, dim = param.device, param.dtype, model.config.dim
-    px, py = _prefix(prefix_x, prefix_y, n_paths, dim, device, dtype)
-    n = px.shape[1]
+    px, py = _model_prefix(model, n_paths, prefix_x, prefix_y)
+    device, dtype, dim, n = px.device, px.dtype, px.shape[2], px.shape[1]
     xs = torch.empty(n_paths, n + n_steps, dim, device=device, dtype=dtype)
     ys = torch.empty(n_paths, n + n_steps, device=device, dtype=dtype)
     xs[:, :n], ys[:, :n] = px, py
@@ -98,9 +102,8 @@ def resample_reencode(
     generator: torch.Generator | None = None,
 ) -> Resampled:
     """Predictive resampling re-encoding the whole sequence at every step (O(N^3) overall)."""
-    param = next(model.parameters())
-    device, dtype, dim = param.device, param.dtype, model.config.dim
-    xs, ys = _prefix(prefix_x, prefix_y, n_paths, dim, device, dtype)
+    xs, ys = _model_prefix(model, n_paths, prefix_x, prefix_y)
+    device, dtype, dim = xs.device, xs.dtype, xs.shape[2]
     for _ in range(n_steps):
         x_new = _draw_x(n_paths, dim, generator, device, dtype)
         # The prediction at the last position sees every earlier pair and x_new; its own

@@ -69,17 +69,23 @@ def interleaved_mask(context_length: int) -> torch.Tensor:
 
 
 class KVCache:
-    """Preallocated keys/values of pair tokens, per layer: (B, H, capacity, d_head)."""
+    """Preallocated keys/values of pair tokens, per layer: (B, H, slots, d_head).
 
-    def __init__(self, config: ModelConfig, batch_size: int, capacity: int, device=None, dtype=torch.float32):
+    ``length`` pairs are stored; the slots after them are scratch space where the keys and
+    values of tokens in flight (queries, pairs being appended) are written before attending,
+    so attention reads one contiguous prefix of the cache and nothing is copied.
+    """
+
+    def __init__(self, config: ModelConfig, batch_size: int, capacity: int, device=None, dtype=torch.float32, scratch: int = 1):
         d_head = config.d_model // config.n_heads
-        shape = (config.n_layers, batch_size, config.n_heads, capacity, d_head)
+        shape = (config.n_layers, batch_size, config.n_heads, capacity + scratch, d_head)
         self.keys = torch.empty(shape, device=device, dtype=dtype)
         self.values = torch.empty(shape, device=device, dtype=dtype)
+        self.capacity = capacity  # pairs it can hold
         self.length = 0
 
     @property
-    def capacity(self) -> int:
+    def slots(self) -> int:
         return self.keys.shape[3]
 
 
@@ -118,27 +124,23 @@ class Block(nn.Module):
         attn = F.scaled_dot_product_attention(q[:, :, first_output:], k, v, attn_mask=mask[first_output:])
         return self._finish(h[:, first_output:], attn)
 
-    def step(self, h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, n_queries: int):
-        """Incremental pass for tokens ``h = [queries..., pairs...]`` (B, T, d_model).
+    def step(self, h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int, mask: torch.Tensor | None):
+        """Incremental pass of new tokens h (B, T, d_model) against a key/value cache.
 
-        Every token attends to the ``keys``/``values`` cache (pairs already seen; (B, H, n,
-        d_head)) and to itself; pair tokens additionally attend causally to the new pairs
-        before them. Returns the new hidden states and the new pairs' keys and values.
+        ``keys``/``values`` (B, H, slots, d_head) hold the cached pairs in ``[:start]``; the
+        new tokens' keys and values are written to ``[start:start + T]`` and every new token
+        attends to ``[:start + T]`` under ``mask`` (T, start + T), or to all of it if None.
         """
+        q, stop = self.write_kv(h, keys, values, start), start + h.shape[1]
+        attn = F.scaled_dot_product_attention(q, keys[:, :, :stop], values[:, :, :stop], attn_mask=mask)
+        return self._finish(h, attn)
+
+    def write_kv(self, h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int) -> torch.Tensor:
+        """Store the keys/values of tokens h in the cache slots from ``start``; return their queries."""
         q, k, v = self._heads(h)
-        t, n = h.shape[1], keys.shape[2]
-        mask = torch.zeros(t, n + t, dtype=torch.bool, device=h.device)
-        mask[:, :n] = True
-        idx = torch.arange(t, device=h.device)
-        new_pairs = idx >= n_queries
-        # Self always; a new pair also sees earlier new pairs (causal among pairs).
-        mask[:, n:] = (idx[None, :] == idx[:, None]) | (
-            new_pairs[None, :] & new_pairs[:, None] & (idx[None, :] <= idx[:, None])
-        )
-        attn = F.scaled_dot_product_attention(
-            q, torch.cat([keys, k], dim=2), torch.cat([values, v], dim=2), attn_mask=mask
-        )
-        return self._finish(h, attn), k[:, :, n_queries:], v[:, :, n_queries:]
+        keys[:, :, start : start + h.shape[1]] = k
+        values[:, :, start : start + h.shape[1]] = v
+        return q
 
 
 class PFN(nn.Module):
@@ -202,30 +204,45 @@ class PFN(nn.Module):
         return KVCache(self.config, batch_size, capacity, device=p.device, dtype=p.dtype)
 
     def step(self, cache: KVCache, x_query: torch.Tensor | None = None, x_pair=None, y_pair=None):
-        """Predict at new queries and/or append new pairs to ``cache`` in one pass.
+        """Predict at new queries and/or append new pairs to ``cache``.
 
         ``x_query`` (B, Q, D): logits (B, Q, n_buckets) of y at each query given the cached
-        pairs (queries do not see each other or the pairs appended in this call).
+        pairs (queries see neither each other nor the pairs appended in the same call).
         ``x_pair`` (B, P, D), ``y_pair`` (B, P): pairs appended to the cache, in order.
         Returns the query logits, or None without queries.
         """
-        tokens, n_queries = [], 0
-        if x_query is not None:
-            tokens.append(self._queries(x_query))
-            n_queries = x_query.shape[1]
+        logits = None if x_query is None else self._predict(cache, x_query)
         if x_pair is not None:
-            tokens.append(self._pairs(x_pair, y_pair))
-        h = torch.cat(tokens, dim=1)
-        n_new = h.shape[1] - n_queries
-        start, stop = cache.length, cache.length + n_new
-        if stop > cache.capacity:
-            raise ValueError(f"cache holds {cache.capacity} pairs; appending {n_new} to {start} overflows it")
+            self._append(cache, x_pair, y_pair)
+        return logits
+
+    def _incremental(self, cache: KVCache, h: torch.Tensor, causal: bool) -> torch.Tensor | None:
+        """Run new tokens through every layer against the cache; new tokens sit in the slots
+        after the cached pairs. ``causal`` (pairs): new tokens also see earlier new tokens, and
+        only their keys/values matter, so the last layer stores them and stops (returns None).
+        Otherwise (queries) each new token sees only the cache and itself."""
+        start, t = cache.length, h.shape[1]
+        if start + t > cache.slots:
+            raise ValueError(f"cache holds {cache.capacity} pairs; {t} new tokens after {start} pairs overflow it")
+        mask = None
+        if t > 1:
+            mask = torch.ones(t, start + t, dtype=torch.bool, device=h.device)
+            new = torch.ones(t, t, dtype=torch.bool, device=h.device)
+            mask[:, start:] = torch.tril(new) if causal else torch.eye(t, dtype=torch.bool, device=h.device)
         for layer, block in enumerate(self.blocks):
-            keys, values = cache.keys[layer, :, :, :start], cache.values[layer, :, :, :start]
-            h, k_new, v_new = block.step(h, keys, values, n_queries)
-            cache.keys[layer, :, :, start:stop] = k_new
-            cache.values[layer, :, :, start:stop] = v_new
-        cache.length = stop
-        if n_queries == 0:
-            return None
-        return self.head(self.ln_final(h[:, :n_queries]))
+            if causal and layer == len(self.blocks) - 1:
+                block.write_kv(h, cache.keys[layer], cache.values[layer], start)
+                return None
+            h = block.step(h, cache.keys[layer], cache.values[layer], start, mask)
+        return h
+
+    def _predict(self, cache: KVCache, x_query: torch.Tensor) -> torch.Tensor:
+        h = self._incremental(cache, self._queries(x_query), causal=False)
+        return self.head(self.ln_final(h))
+
+    def _append(self, cache: KVCache, x_pair: torch.Tensor, y_pair: torch.Tensor) -> None:
+        n_new = x_pair.shape[1]
+        if cache.length + n_new > cache.capacity:
+            raise ValueError(f"cache holds {cache.capacity} pairs; appending {n_new} to {cache.length} overflows it")
+        self._incremental(cache, self._pairs(x_pair, y_pair), causal=True)
+        cache.length += n_new

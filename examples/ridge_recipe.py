@@ -28,7 +28,7 @@ def recipe(steps: int, batch_size: int = 64, lr: float = 4e-3, n_layers: int = 3
         noise_var=0.25,
         pool_size=math.inf,
         seed=0,
-        model=ModelConfig(dim=4, n_buckets=256, d_model=64, n_layers=n_layers, n_heads=4, d_mlp=128),
+        model=ModelConfig(dim=4, n_buckets=128, d_model=64, n_layers=n_layers, n_heads=4, d_mlp=128),
         train=TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=0.05, checkpoints=4),
     )
 

@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
+from .io import atomic_path  # noqa: E402
 from .model import interleaved_mask  # noqa: E402
 
 COLORS = {"model": "#1f4e99", "dmmse": "#d95f02", "ridge": "#1b9e77"}
@@ -25,8 +26,6 @@ def _style():
 
 def save(fig: plt.Figure, *paths) -> None:
     """Write the figure to each path (format from the suffix) and close it."""
-    from .io import atomic_path
-
     for path in paths:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=str(path).rsplit(".", 1)[-1], bbox_inches="tight", dpi=150)

@@ -1,7 +1,5 @@
 """Per-position metrics of one checkpoint on T_M and T_true."""
 
-import math
-
 from lrpfn.checkpoint import load_checkpoint
 from lrpfn.evaluate import evaluate_checkpoint
 from lrpfn.io import read_parquet, write_parquet
@@ -11,6 +9,8 @@ from lrpfn.tasks import frame_to_batch, frame_to_pool
 with log_to(snakemake.log[0]):
     inp, wc = snakemake.input, snakemake.wildcards
     ckpt = load_checkpoint(inp.checkpoint)
+    if int(wc.step) != ckpt.step:
+        raise ValueError(f"{inp.checkpoint}: holds step {ckpt.step}, file name says {int(wc.step)}")
     dim = ckpt.model.config.dim
     pool = None
     if inp.pool:
@@ -23,6 +23,4 @@ with log_to(snakemake.log[0]):
     table.insert(0, "step", ckpt.step)
     table.insert(0, "seed", int(wc.seed))
     table.insert(0, "pool_size", wc.M)
-    if int(wc.step) != ckpt.step:
-        raise ValueError(f"{inp.checkpoint}: holds step {ckpt.step}, file name says {int(wc.step)}")
     write_parquet(table, snakemake.output[0])

@@ -1,0 +1,78 @@
+"""Training throughput: sequences/s, tokens/s and peak memory of full optimiser steps.
+
+Warm-up steps are excluded. Defaults are the seed-sweep configuration (D=16, K=64,
+d_model 128, 2 layers, 2 heads, MLP 256, 128 buckets, batch 1024).
+
+    python benchmarks/bench_train.py
+    python benchmarks/bench_train.py --batch-size 64 --context-length 16 --dim 4 --d-model 64 --layers 3 --heads 4 --d-mlp 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from lrpfn.buckets import BarDistribution, prior_borders
+from lrpfn.model import PFN, ModelConfig
+from lrpfn.tasks import sample_batch
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dim", type=int, default=16)
+    parser.add_argument("--context-length", type=int, default=64)
+    parser.add_argument("--noise-var", type=float, default=0.25)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--d-model", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--d-mlp", type=int, default=256)
+    parser.add_argument("--buckets", type=int, default=128)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    config = ModelConfig(dim=args.dim, n_buckets=args.buckets, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, d_mlp=args.d_mlp)
+    torch.manual_seed(0)
+    model = PFN(config).to(device)
+    bar = BarDistribution(prior_borders(args.buckets, args.dim, args.noise_var)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def step():
+        batch = sample_batch(args.batch_size, args.context_length, args.dim, args.noise_var, None, generator)
+        loss = -bar.log_prob(model(batch.x, batch.y), batch.y).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        loss = step()
+    loss.item()  # wait for the device
+    seconds = (time.perf_counter() - start) / args.steps
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    sequences = args.batch_size / seconds
+    print(f"# {config}, batch {args.batch_size}, K={args.context_length}, device={device}, threads={args.threads}")
+    print(f"{seconds:.3f} s/step  {1 / seconds:.2f} steps/s  {sequences:.0f} sequences/s  "
+          f"{sequences * 2 * args.context_length:.0f} tokens/s  peak {peak:.0f} MB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,11 +1,9 @@
 import math
 
 import numpy as np
-import pytest
-import torch
 
 from lrpfn.compare import against_atoms, against_gaussian, against_samples, nearest_atom_distance
-from lrpfn.implied import Target, reference_samples, statistics, targets
+from lrpfn.implied import reference_samples, statistics, targets
 from lrpfn.tasks import eval_set, master_pool
 
 

@@ -1,6 +1,5 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 from scipy import stats
@@ -9,7 +8,7 @@ from lrpfn.bayes import dmmse_posterior, ridge_posterior
 from lrpfn.buckets import BarDistribution, prior_borders
 from lrpfn.model import PFN, ModelConfig
 from lrpfn.resample import least_squares, resample_exact, resample_model, resample_reencode
-from lrpfn.tasks import master_pool, sample_batch
+from lrpfn.tasks import sample_batch
 
 
 @pytest.fixture(scope="module")

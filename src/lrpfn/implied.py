@@ -22,7 +22,7 @@ from .buckets import BarDistribution
 from .compare import against_atoms, against_gaussian, against_samples, nearest_atom_distance
 from .model import PFN
 from .resample import Resampled, resample_exact, resample_model
-from .tasks import Batch, w_columns
+from .tasks import Batch, read_eval_set, w_columns
 
 TARGET_KEYS = ["kind", "tasks", "prefix"]
 
@@ -115,10 +115,7 @@ def statistics(samples: pd.DataFrame, reference: pd.DataFrame, all_targets: list
 
 def targets_from_files(eval_true: str, eval_pool: str, pool_size: str, n_prefixes: int, prefix_length: int) -> list[Target]:
     """Targets of a run: prefixes from T_true, and from T_M for a finite pool."""
-    from .io import read_parquet
-    from .tasks import frame_to_batch
-
-    eval_sets = {"true": frame_to_batch(read_parquet(eval_true))}
+    eval_sets = {"true": read_eval_set(eval_true)}
     if pool_size != "inf":
-        eval_sets["pool"] = frame_to_batch(read_parquet(eval_pool))
+        eval_sets["pool"] = read_eval_set(eval_pool)
     return targets(eval_sets, n_prefixes, prefix_length)

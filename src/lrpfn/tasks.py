@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-INF = math.inf
+from .io import read_parquet
+
 
 
 def master_pool(max_size: int, dim: int, seed: int) -> torch.Tensor:
@@ -171,3 +172,16 @@ def frame_to_pool(frame: pd.DataFrame, dim: int, size: int | None = None, source
         raise ValueError(f"{source}: {len(frame)} tasks, expected {size}")
     frame = frame.sort_values("task")
     return torch.from_numpy(frame[w_columns(dim)].to_numpy(np.float32, copy=True))
+
+
+def read_pool(path, dim: int, size: int | None = None) -> torch.Tensor:
+    """Load a pool table written by :func:`pool_to_frame`, checking dimension and size."""
+    return frame_to_pool(read_parquet(path), dim, size=size, source=str(path))
+
+
+def read_eval_set(path) -> Batch:
+    """Load an evaluation table written by :func:`batch_to_frame`; errors name the file."""
+    try:
+        return frame_to_batch(read_parquet(path))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err

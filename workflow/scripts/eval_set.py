@@ -1,14 +1,14 @@
 """Write a fixed evaluation set of T_M (given its pool) or T_true."""
 
-from lrpfn.io import read_parquet, write_parquet
+from lrpfn.io import write_parquet
 from lrpfn.logs import log_to
-from lrpfn.tasks import batch_to_frame, eval_set, frame_to_pool
+from lrpfn.tasks import batch_to_frame, eval_set, read_pool
 
 with log_to(snakemake.log[0]):
     p = snakemake.params
     pool = None
     if snakemake.input.pool:
         path = snakemake.input.pool[0] if isinstance(snakemake.input.pool, list) else snakemake.input.pool
-        pool = frame_to_pool(read_parquet(path), p.dim, source=path)
+        pool = read_pool(path, p.dim)
     batch = eval_set(p.n_sequences, p.context_length, p.dim, p.noise_var, pool, p.seed)
     write_parquet(batch_to_frame(batch), snakemake.output[0])

@@ -2,9 +2,9 @@
 
 from lrpfn.checkpoint import load_checkpoint
 from lrpfn.evaluate import evaluate_checkpoint
-from lrpfn.io import read_parquet, write_parquet
+from lrpfn.io import write_parquet
 from lrpfn.logs import log_to
-from lrpfn.tasks import frame_to_batch, frame_to_pool
+from lrpfn.tasks import read_eval_set, read_pool
 
 with log_to(snakemake.log[0]):
     inp, wc = snakemake.input, snakemake.wildcards
@@ -14,8 +14,8 @@ with log_to(snakemake.log[0]):
     dim = ckpt.model.config.dim
     pool = None
     if inp.pool:
-        pool = frame_to_pool(read_parquet(inp.pool), dim, size=int(wc.M), source=inp.pool)
-    eval_sets = {"pool": frame_to_batch(read_parquet(inp.eval_pool)), "true": frame_to_batch(read_parquet(inp.eval_true))}
+        pool = read_pool(inp.pool, dim, size=int(wc.M))
+    eval_sets = {"pool": read_eval_set(inp.eval_pool), "true": read_eval_set(inp.eval_true)}
     for tasks, batch in eval_sets.items():
         if batch.x.shape[-1] != dim:
             raise ValueError(f"{inp['eval_' + tasks]}: sequences of dimension {batch.x.shape[-1]}, checkpoint has {dim}")

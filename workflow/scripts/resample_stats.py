@@ -5,12 +5,12 @@ import pandas as pd
 from lrpfn.implied import statistics, targets_from_files
 from lrpfn.io import read_parquet, write_parquet
 from lrpfn.logs import log_to
-from lrpfn.tasks import frame_to_pool
+from lrpfn.tasks import read_pool
 
 with log_to(snakemake.log[0]):
     p, inp, wc = snakemake.params, snakemake.input, snakemake.wildcards
     s = p.settings
-    pool = None if wc.M == "inf" else frame_to_pool(read_parquet(inp.pool), p.dim, size=int(wc.M), source=inp.pool)
+    pool = None if wc.M == "inf" else read_pool(inp.pool, p.dim, size=int(wc.M))
     all_targets = targets_from_files(inp.eval_true, inp.eval_pool, wc.M, s["n_prefixes"], s["prefix_length"])
     samples = pd.concat([read_parquet(f) for f in inp.samples], ignore_index=True)
     table = statistics(samples, read_parquet(inp.reference), all_targets, pool, p.noise_var)

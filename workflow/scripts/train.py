@@ -4,9 +4,8 @@ from pathlib import Path
 
 import torch
 
-from lrpfn.io import read_parquet
 from lrpfn.logs import log_to
-from lrpfn.tasks import frame_to_pool
+from lrpfn.tasks import read_pool
 from lrpfn.train import RunConfig, train
 
 with log_to(snakemake.log[0]):
@@ -14,8 +13,7 @@ with log_to(snakemake.log[0]):
     run = RunConfig.from_dict(snakemake.params.run)
     pool = None
     if snakemake.input.pool:
-        path = snakemake.input.pool
-        pool = frame_to_pool(read_parquet(path), run.dim, size=int(run.pool_size), source=path)
+        pool = read_pool(snakemake.input.pool, run.dim, size=int(run.pool_size))
     written = train(run, pool, Path(snakemake.output.log).parent)
     expected = {Path(p) for p in snakemake.output.checkpoints}
     if set(written) != expected:

@@ -1,0 +1,239 @@
+"""The workflow on a real SLURM cluster through profiles/slurm.
+
+A single-node cluster (tests/cluster/slurm_node.py) is started on this host for the module and
+stopped at its end. Without the SLURM commands, or where the daemons cannot start (not root, no
+munge), the tests are skipped with the reason; LRPFN_REQUIRE_SLURM=1 (set by .ci/run, which
+installs them) turns that skip into a failure.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from cluster.slurm_node import ClusterUnavailable, SingleNodeSlurm
+
+from lrpfn.io import load_torch
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "profiles/slurm"
+TEST_CONFIG = yaml.safe_load((REPO / "configs/test.yaml").read_text())
+RESULTS = TEST_CONFIG["results"]
+# The chain of one run (M = 4) holds every rule that goes to SLURM (the task tables, aggregate
+# and plots are local rules), once per checkpoint (40 steps, 2 checkpoints: 20 and 40). Every
+# SLURM job costs two Snakemake start-ups on top of its work, so the whole config would take
+# three times as long for nothing new.
+STEPS = (20, 40)
+CHAIN = [f"{RESULTS}/resample/M4_seed0_stats.parquet"] + [f"{RESULTS}/eval/M4_seed0/step_{s:07d}.parquet" for s in STEPS]
+SLURM_JOBS = {"train": 1, "evaluate": 2, "resample": 2, "resample_reference": 1, "resample_stats": 1}
+PROFILE_SETTINGS = yaml.safe_load((PROFILE / "config.yaml").read_text())
+# The profile's first status check comes after 20 s, a courtesy to a shared controller; the
+# private test cluster is asked every few seconds so that the runs take minutes, not more.
+FAST_STATUS = ("--slurm-init-seconds-before-status-checks", "5")
+# Snakemake must give up on a failed job within this many seconds.
+FAILURE_BOUND_S = 300
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    required = os.environ.get("LRPFN_REQUIRE_SLURM") == "1"
+    reason = None
+    if shutil.which("sbatch") is None:
+        reason = "sbatch is not on PATH (apt-get install slurmctld slurmd slurm-client munge)"
+    else:
+        node = SingleNodeSlurm(tmp_path_factory.mktemp("slurm-node"))
+        try:
+            node.start()
+        except ClusterUnavailable as err:
+            reason = f"cannot start a single-node SLURM cluster: {err}"
+    if reason is not None:
+        if required:
+            pytest.fail(f"LRPFN_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(reason)
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def new_workdir(tmp_path_factory, name: str, config: dict = TEST_CONFIG) -> Path:
+    workdir = tmp_path_factory.mktemp(name)
+    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
+    (workdir / "test.yaml").write_text(yaml.safe_dump(config))
+    return workdir
+
+
+def snakemake_command(workdir: Path, *args: str, slurm: bool = True) -> list[str]:
+    cmd = [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(workdir / "test.yaml"),
+    ]  # fmt: skip
+    if slurm:
+        cmd += ["--profile", str(PROFILE), *FAST_STATUS]
+    else:
+        cmd += ["--cores", "2"]
+    return cmd + list(args)
+
+
+def start(cmd: list[str], workdir: Path, log_name: str) -> tuple[subprocess.Popen, Path]:
+    """Run in the background, in its own process group, output to a file in workdir."""
+    log = workdir / log_name
+    with open(log, "w") as out:
+        process = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return process, log
+
+
+def finish(process: subprocess.Popen, log: Path, timeout_s: float) -> str:
+    """Wait for a process from start(); past timeout_s, end its process group and fail."""
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        end_group(process)
+        pytest.fail(f"{' '.join(process.args[3:])} still ran after {timeout_s:.0f} s:\n{log.read_text()[-5000:]}")
+    return log.read_text()
+
+
+def end_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group; SIGKILL if Snakemake still waits for its jobs 30 s later."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def slurm_job_ids(output: str) -> dict[str, list[str]]:
+    """SLURM job ids per rule, from Snakemake's 'submitted with SLURM jobid' lines."""
+    ids = {}
+    for job_id, rule in re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*?/slurm_logs/rule_(\w+)/", output):
+        ids.setdefault(rule, []).append(job_id)
+    return ids
+
+
+def job_states(ids: list[str]) -> dict[str, str]:
+    """State of each job as the controller lists it (finished jobs stay listed for MinJobAge)."""
+    listed = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--format=%i|%T", "--jobs", ",".join(ids)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return dict(line.split("|") for line in listed.split())
+
+
+def job_details(job_id: str) -> str:
+    return subprocess.run(["scontrol", "--details", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+
+
+def detail(details: str, key: str) -> str | None:
+    match = re.search(rf"\b{key}=(\S+)", details)
+    return match.group(1) if match else None
+
+
+# --- one run's chain: SLURM against local -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runs(cluster, tmp_path_factory) -> dict:
+    """CHAIN built through SLURM and, at the same time, locally."""
+    local_dir = new_workdir(tmp_path_factory, "local")
+    slurm_dir = new_workdir(tmp_path_factory, "slurm")
+    local = start(snakemake_command(local_dir, *CHAIN, slurm=False), local_dir, "snakemake.log")
+    try:
+        slurm = start(snakemake_command(slurm_dir, *CHAIN), slurm_dir, "snakemake.log")
+        output = finish(*slurm, timeout_s=600)
+        assert slurm[0].returncode == 0, output[-5000:]
+        local_output = finish(*local, timeout_s=600)
+        assert local[0].returncode == 0, local_output[-5000:]
+    finally:
+        end_group(local[0])
+    return {"local": local_dir, "slurm": slurm_dir, "output": output}
+
+
+def test_every_remote_job_runs_as_a_completed_slurm_job(runs):
+    ids = slurm_job_ids(runs["output"])
+    assert {rule: len(jobs) for rule, jobs in ids.items()} == SLURM_JOBS
+    all_ids = [job for jobs in ids.values() for job in jobs]
+    assert set(job_states(all_ids).values()) == {"COMPLETED"}, job_states(all_ids)
+
+
+def test_slurm_outputs_equal_the_local_run(runs):
+    local, slurm = runs["local"] / RESULTS, runs["slurm"] / RESULTS
+    tables = sorted(p.relative_to(local) for p in local.rglob("*.parquet"))
+    assert tables == sorted(p.relative_to(slurm) for p in slurm.rglob("*.parquet"))
+    # pool, 2 evaluation sets, run log, 2 evaluations, 2 resamplings, reference, statistics
+    assert len(tables) == 10
+    for name in tables:
+        frames = pd.read_parquet(slurm / name), pd.read_parquet(local / name)
+        pd.testing.assert_frame_equal(*frames, check_exact=True, obj=str(name))
+    checkpoints = sorted(p.relative_to(local) for p in local.rglob("*.pt"))
+    assert len(checkpoints) == len(STEPS) and checkpoints == sorted(p.relative_to(slurm) for p in slurm.rglob("*.pt"))
+    for name in checkpoints:
+        ours, theirs = load_torch(slurm / name), load_torch(local / name)
+        assert ours["step"] == theirs["step"] and ours["run"] == theirs["run"]
+        assert torch.equal(ours["borders"], theirs["borders"]), name
+        assert ours["model_state"].keys() == theirs["model_state"].keys()
+        for key, tensor in ours["model_state"].items():
+            assert torch.equal(tensor, theirs["model_state"][key]), f"{name}: {key}"
+
+
+def test_jobs_get_the_resources_of_rule_and_profile(runs):
+    ids = slurm_job_ids(runs["output"])
+    train = job_details(ids["train"][0])
+    # The profile's set-resources sets the train runtime; the rule sets mem_mb=4000 and one thread.
+    hours, minutes = divmod(PROFILE_SETTINGS["set-resources"]["train"]["runtime"], 60)
+    assert detail(train, "TimeLimit") == f"{hours:02d}:{minutes:02d}:00"
+    assert detail(train, "MinMemoryNode") == "4000M"
+    assert detail(train, "NumCPUs") == "1"
+    # train.device is cpu in configs/test.yaml: no GPU asked for or given.
+    assert detail(train, "TresPerJob") is None and detail(train, "JOB_GRES") in (None, "(null)")
+    evaluate = job_details(ids["evaluate"][0])  # rule evaluate: runtime=20, mem_mb=2000
+    assert detail(evaluate, "TimeLimit") == "00:20:00" and detail(evaluate, "MinMemoryNode") == "2000M"
+
+
+# --- GPU request and failure ------------------------------------------------------------
+
+
+def test_cuda_training_asks_slurm_for_a_gpu(cluster, tmp_path_factory):
+    config = {**TEST_CONFIG, "train": {**TEST_CONFIG["train"], "device": "cuda"}}
+    workdir = new_workdir(tmp_path_factory, "cuda", config)
+    # The job itself may fail (CPU-only torch); what matters is what was asked and allocated.
+    command = snakemake_command(workdir, "--retries", "0", f"{RESULTS}/runs/M1_seed0/log.parquet")
+    output = finish(*start(command, workdir, "snakemake.log"), timeout_s=FAILURE_BOUND_S)
+    ids = slurm_job_ids(output)
+    assert len(ids.get("train", [])) == 1, output[-5000:]
+    details = job_details(ids["train"][0])
+    assert detail(details, "TresPerJob") == "gres:gpu:1"  # sbatch --gpus=1
+    assert detail(details, "JOB_GRES") == "gpu:1"  # and the node's GPU was allocated to it
+
+
+def test_a_failing_job_ends_the_run_with_an_error(cluster, tmp_path_factory):
+    workdir = new_workdir(tmp_path_factory, "failing")
+    # The config is valid and the pool file exists (so no job rebuilds it), but it is no table:
+    # only the train job, on the cluster, can notice.
+    pool = workdir / RESULTS / "tasks/pool_M4.parquet"
+    pool.parent.mkdir(parents=True)
+    pool.write_bytes(b"not a parquet table")
+    process, log = start(snakemake_command(workdir, f"{RESULTS}/runs/M4_seed0/log.parquet"), workdir, "snakemake.log")
+    output = finish(process, log, timeout_s=FAILURE_BOUND_S)
+    assert process.returncode != 0
+    assert "Error in rule train" in output
+    # The job ran on the cluster, failed for the planted reason, and was retried as the profile says.
+    ids = slurm_job_ids(output)["train"]
+    assert len(ids) == 1 + PROFILE_SETTINGS["retries"]
+    assert set(job_states(ids).values()) == {"FAILED"}
+    train_log = (workdir / RESULTS / "logs/train/M4_seed0.log").read_text()
+    assert "pool_M4.parquet: not a readable parquet table" in train_log
+    assert not list((workdir / RESULTS / "runs").rglob("*.pt"))

@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from helpers import new_workdir, snakemake
+
 
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
@@ -16,3 +18,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory):
+    """The whole pipeline on the test config, built once per test session (read-only)."""
+    workdir = new_workdir(tmp_path_factory, "pipeline")
+    snakemake(workdir)
+    return workdir

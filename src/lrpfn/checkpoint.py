@@ -35,8 +35,24 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
     save_torch(payload, path)
 
 
-def load_checkpoint(path: str | Path, device="cpu", expect: ModelConfig | None = None) -> Checkpoint:
-    """Load a checkpoint (weights-only); errors name the file and what is wrong with it."""
+def config_differences(found: dict, expected: dict, prefix: str = "") -> list[str]:
+    """Keys (dotted) where two nested config dicts differ, as 'key: found != expected'."""
+    out = []
+    for key in sorted(set(found) | set(expected), key=str):
+        a, b = found.get(key, "<missing>"), expected.get(key, "<missing>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} != {b!r}")
+    return out
+
+
+def load_checkpoint(path: str | Path, device="cpu", expect: ModelConfig | None = None, run: dict | None = None) -> Checkpoint:
+    """Load a checkpoint (weights-only); errors name the file and what is wrong with it.
+
+    ``expect`` checks the model config, ``run`` the whole run config (``RunConfig.to_dict()``):
+    a checkpoint left over from another config is refused instead of silently evaluated.
+    """
     state = load_torch(path, map_location=device)
     missing = [k for k in _KEYS if not isinstance(state, dict) or k not in state]
     if missing:
@@ -47,6 +63,8 @@ def load_checkpoint(path: str | Path, device="cpu", expect: ModelConfig | None =
         raise ArtifactError(f"{path}: invalid model config ({err})") from err
     if expect is not None and config != expect:
         raise ArtifactError(f"{path}: model config {config} differs from the expected {expect}")
+    if run is not None and (diff := config_differences(state["run"], run)):
+        raise ArtifactError(f"{path}: written by another run config (found != expected: {'; '.join(diff)})")
     model = PFN(config)
     try:
         model.load_state_dict(state["model_state"])

@@ -28,6 +28,8 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     try:
         yield Path(tmp)
+        with open(tmp, "rb+") as written:  # on disk before the rename makes it visible
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -54,8 +56,9 @@ def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> p
 
 
 def save_torch(obj, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """Atomic ``torch.save``; the bytes depend only on ``obj`` (reproducible hashes)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)  # a file object, not a name: torch would record the temporary name
 
 
 def load_torch(path: str | os.PathLike, map_location="cpu"):

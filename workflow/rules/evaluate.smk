@@ -19,6 +19,7 @@ rule evaluate:
         runtime=20,
     params:
         noise_var=config["noise_var"],
+        run=lambda wc: run_config(config, wc.M, wc.seed).to_dict(),
     script:
         "../scripts/evaluate.py"
 

@@ -18,6 +18,7 @@ rule resample:
         runtime=30,
     params:
         settings=config["resample"],
+        run=lambda wc: run_config(config, wc.M, wc.seed).to_dict(),
     script:
         "../scripts/resample.py"
 

@@ -8,7 +8,7 @@ from lrpfn.tasks import read_eval_set, read_pool
 
 with log_to(snakemake.log[0]):
     inp, wc = snakemake.input, snakemake.wildcards
-    ckpt = load_checkpoint(inp.checkpoint)
+    ckpt = load_checkpoint(inp.checkpoint, run=snakemake.params.run)
     if int(wc.step) != ckpt.step:
         raise ValueError(f"{inp.checkpoint}: holds step {ckpt.step}, file name says {int(wc.step)}")
     dim = ckpt.model.config.dim

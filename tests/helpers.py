@@ -1,0 +1,67 @@
+"""Running the workflow from tests: the test config in a temporary folder."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = yaml.safe_load((REPO / "configs/test.yaml").read_text())
+RESULTS = TEST_CONFIG["results"]
+
+
+def snakemake_command(workdir: Path, *args: str, config: Path | None = None) -> list[str]:
+    return [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(config or workdir / "test.yaml"),
+        "--cores", "2",
+        *args,
+    ]  # fmt: skip
+
+
+def snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(snakemake_command(workdir, *args, config=config), capture_output=True, text=True, cwd=workdir)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts from the 'Job stats' table of a dry run."""
+    counts = {}
+    text = result.stdout + result.stderr
+    table = text.split("Job stats:", 1)[1] if "Job stats:" in text else ""
+    for line in table.splitlines():
+        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def new_workdir(tmp_path_factory, name: str, config: dict = TEST_CONFIG) -> Path:
+    workdir = tmp_path_factory.mktemp(name)
+    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
+    (workdir / "test.yaml").write_text(yaml.safe_dump(config))
+    return workdir
+
+
+def expected_outputs() -> list[str]:
+    """Every file the test config's pipeline writes, relative to its results folder."""
+    steps = [20, 40]  # 40 steps, 2 checkpoints
+    files = [f"tasks/pool_M{m}.parquet" for m in (1, 4)]
+    files += [f"tasks/eval_{t}.parquet" for t in ("M1", "M4", "true")]
+    for m in ("1", "4", "inf"):
+        files.append(f"runs/M{m}_seed0/log.parquet")
+        files += [f"runs/M{m}_seed0/step_{s:07d}.pt" for s in steps]
+        files += [f"eval/M{m}_seed0/step_{s:07d}.parquet" for s in steps]
+        files += [f"resample/M{m}_seed0/step_{s:07d}.parquet" for s in steps]
+        files += [f"resample/M{m}_reference.parquet", f"resample/M{m}_seed0_stats.parquet"]
+    files += [f"tables/{t}.parquet" for t in ("metrics", "summary", "thresholds", "train_log", "resample_stats")]
+    figures = ["mask", "task_diversity", "losses", "posterior", "implied_prior_M1", "implied_prior_M4", "implied_prior_Minf"]
+    files += [f"figures/{f}.{e}" for f in figures for e in ("png", "pdf")]
+    return files

@@ -18,6 +18,7 @@ import torch
 from lrpfn.buckets import BarDistribution, prior_borders
 from lrpfn.model import PFN, ModelConfig
 from lrpfn.tasks import sample_batch
+from lrpfn.train import Stepper, TrainConfig, make_optimizer
 
 
 def main():
@@ -35,6 +36,8 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -43,16 +46,13 @@ def main():
     torch.manual_seed(0)
     model = PFN(config).to(device)
     bar = BarDistribution(prior_borders(args.buckets, args.dim, args.noise_var)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train_config = TrainConfig(steps=1, batch_size=args.batch_size, precision=args.precision, compile=args.compile)
+    stepper = Stepper(model, bar, make_optimizer(model, train_config), train_config)
     generator = torch.Generator(device=device).manual_seed(0)
 
-    def step():
+    def step():  # what one step of lrpfn.train.train does
         batch = sample_batch(args.batch_size, args.context_length, args.dim, args.noise_var, None, generator)
-        loss = -bar.log_prob(model(batch.x, batch.y), batch.y).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss
+        return stepper(batch, 1e-3)
 
     for _ in range(args.warmup):
         step()
@@ -69,7 +69,9 @@ def main():
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     sequences = args.batch_size / seconds
-    print(f"# {config}, batch {args.batch_size}, K={args.context_length}, device={device}, threads={args.threads}")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, threads={args.threads}"
+    print(f"# {config}, batch {args.batch_size}, K={args.context_length}, device={name}, "
+          f"precision={args.precision}, compile={args.compile}")  # fmt: skip
     print(f"{seconds:.3f} s/step  {1 / seconds:.2f} steps/s  {sequences:.0f} sequences/s  "
           f"{sequences * 2 * args.context_length:.0f} tokens/s  peak {peak:.0f} MB")  # fmt: skip
 

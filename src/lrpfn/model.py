@@ -103,11 +103,14 @@ class Block(nn.Module):
             nn.Linear(config.d_model, config.d_mlp), nn.GELU(approximate="tanh"), nn.Linear(config.d_mlp, config.d_model)
         )
 
+    def _split_heads(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, T, d_model) -> (B, H, T, d_head)."""
+        b, t, _ = z.shape
+        return z.view(b, t, self.n_heads, -1).transpose(1, 2)
+
     def _heads(self, h: torch.Tensor):
         """(B, T, d_model) -> q, k, v each (B, H, T, d_head)."""
-        b, t, _ = h.shape
-        q, k, v = self.qkv(self.ln_attn(h)).split(h.shape[-1], dim=-1)
-        return [z.view(b, t, self.n_heads, -1).transpose(1, 2) for z in (q, k, v)]
+        return [self._split_heads(z) for z in self.qkv(self.ln_attn(h)).split(h.shape[-1], dim=-1)]
 
     def _finish(self, h: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         b, _, t, _ = attn.shape
@@ -118,10 +121,16 @@ class Block(nn.Module):
         """Full pass over tokens h (B, T, d_model); returns the outputs of tokens ``first_output:``.
 
         Every token still serves as key and value; skipping outputs nobody reads (the pair
-        tokens after the last layer) saves their attention rows and MLP.
+        tokens after the last layer) saves their query projection, attention rows and MLP.
         """
-        q, k, v = self._heads(h)
-        attn = F.scaled_dot_product_attention(q[:, :, first_output:], k, v, attn_mask=mask[first_output:])
+        if first_output == 0:
+            q, k, v = self._heads(h)
+        else:
+            d, x = h.shape[-1], self.ln_attn(h)
+            weight, bias = self.qkv.weight, self.qkv.bias
+            q = self._split_heads(F.linear(x[:, first_output:], weight[:d], bias[:d]))
+            k, v = (self._split_heads(z) for z in F.linear(x, weight[d:], bias[d:]).split(d, dim=-1))
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[first_output:])
         return self._finish(h[:, first_output:], attn)
 
     def step(self, h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int, mask: torch.Tensor | None):
@@ -190,7 +199,8 @@ class PFN(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x (B, K, D), y (B, K) -> logits (B, K, n_buckets); logits[:, i] predicts y_i."""
         k = x.shape[1]
-        h = torch.cat([self._pairs(x, y), self._queries(x)], dim=1)  # (B, 2K, d_model)
+        ex, role = self.embed_x(x), self.embed_role.weight
+        h = torch.cat([ex + self.embed_y(y.unsqueeze(-1)) + role[PAIR], ex + role[QUERY]], dim=1)  # (B, 2K, d_model)
         mask = self._mask(k, x.device)
         for block in self.blocks[:-1]:
             h = block(h, mask)

@@ -31,6 +31,8 @@ from .tasks import sample_batch
 
 log = logging.getLogger(__name__)
 
+_READ_EVERY = 100  # steps between reads of the loss from the device (each one waits for it)
+
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite."""
@@ -48,6 +50,8 @@ class TrainConfig:
     checkpoints: int = 6  # number of checkpoints, spaced by factors of 2 ending at `steps`
     save_every: int = 500  # steps between resume states
     device: str = "cpu"  # "cpu", "cuda" or "auto" (a GPU when one is present)
+    precision: str = "float32"  # "float32" or "bfloat16" (autocast of the forward pass; loss in float32)
+    compile: bool = False  # torch.compile the forward pass (pays a compilation up front)
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.checkpoints < 1 or self.save_every < 1:
@@ -60,6 +64,8 @@ class TrainConfig:
             raise ValueError(f"train device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
         if self.lr <= 0:
             raise ValueError(f"train lr must be positive, got {self.lr}")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"train precision must be 'float32' or 'bfloat16', got {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,38 @@ def _generator(seed: int, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
+def make_optimizer(model: PFN, config: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
+
+
+class Stepper:
+    """One optimiser step of a PFN on a batch: forward (optionally compiled and in bf16
+    autocast), bar-distribution NLL in float32, backward, clipping, AdamW.
+
+    The returned loss stays on the device: reading it (``.item()``) waits for the device,
+    so the training loop collects losses and reads them in blocks.
+    """
+
+    def __init__(self, model: PFN, bar: BarDistribution, optimizer: torch.optim.Optimizer, config: TrainConfig):
+        self.model, self.bar, self.optimizer, self.config = model, bar, optimizer, config
+        self.forward = torch.compile(model) if config.compile else model
+        self.device_type = next(model.parameters()).device.type
+        self.autocast = config.precision == "bfloat16"
+
+    def __call__(self, batch, lr: float) -> torch.Tensor:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.autocast):
+            logits = self.forward(batch.x, batch.y)
+        loss = -self.bar.log_prob(logits.float(), batch.y).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        return loss.detach()
+
+
 def build(run: RunConfig) -> tuple[PFN, BarDistribution]:
     """The run's initial model (seeded from ``run.seed``) and its bar distribution."""
     with torch.random.fork_rng(devices=[]):
@@ -144,7 +182,7 @@ def train(run: RunConfig, pool: torch.Tensor | None, out_dir: str | Path, progre
     model, bar = build(run)
     model.to(device)
     bar.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    optimizer = make_optimizer(model, cfg)
     generator = _generator(run.seed, device)
     history: dict[str, list] = {"step": [], "loss": [], "lr": []}
     # Checkpoints written so far travel with the resume state: a workflow manager may delete
@@ -184,31 +222,42 @@ def train(run: RunConfig, pool: torch.Tensor | None, out_dir: str | Path, progre
         )
 
     ckpt_steps = set(checkpoint_steps(cfg))
+    stepper = Stepper(model, bar, optimizer, cfg)
+    pending: list[torch.Tensor] = []  # losses not yet read back from the device
+
+    def read_losses():
+        """Move pending losses into the history (one device sync); stop on a non-finite one."""
+        if not pending:
+            return
+        values = torch.stack(pending).tolist()
+        steps = history["step"][len(history["loss"]) :]
+        for step, value in zip(steps, values, strict=True):
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"non-finite loss ({value}) at step {step} of run M={run.pool_size:g} seed={run.seed} in {out_dir}"
+                )
+        history["loss"].extend(values)
+        pending.clear()
+
     model.train()
     bar_iter = tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, disable=not progress,
                     desc=f"M={run.pool_size:g} seed={run.seed}", mininterval=2.0)
     for step in bar_iter:
         lr = learning_rate(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         batch = sample_batch(cfg.batch_size, run.context_length, run.dim, run.noise_var, pool, generator)
-        loss = -bar.log_prob(model(batch.x, batch.y), batch.y).mean()
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"non-finite loss ({loss.item()}) at step {step} of run M={run.pool_size:g} seed={run.seed} in {out_dir}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        pending.append(stepper(batch, lr))
         history["step"].append(step)
-        history["loss"].append(loss.item())
         history["lr"].append(lr)
-        if step % 100 == 0:
-            bar_iter.set_postfix(loss=f"{sum(history['loss'][-100:]) / 100:.4f}")
-        if step in ckpt_steps:
+        is_checkpoint = step in ckpt_steps
+        is_resume_point = step % cfg.save_every == 0 and step < cfg.steps
+        if is_checkpoint or is_resume_point or step % _READ_EVERY == 0 or step == cfg.steps:
+            read_losses()  # before anything is written: a diverged run leaves no artifact
+            recent = history["loss"][-_READ_EVERY:]
+            bar_iter.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+        if is_checkpoint:
             written[step] = checkpoint_payload(model, bar, run, step)
             save_checkpoint(out_dir / checkpoint_name(step), written[step])
-        if step % cfg.save_every == 0 and step < cfg.steps:
+        if is_resume_point:
             save_resume(step)
 
     frame = pd.DataFrame({"step": pd.Series(history["step"], dtype="int64"), "loss": history["loss"], "lr": history["lr"]})

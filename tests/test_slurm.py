@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -237,3 +238,61 @@ def test_a_failing_job_ends_the_run_with_an_error(cluster, tmp_path_factory):
     train_log = (workdir / RESULTS / "logs/train/M4_seed0.log").read_text()
     assert "pool_M4.parquet: not a readable parquet table" in train_log
     assert not list((workdir / RESULTS / "runs").rglob("*.pt"))
+
+
+# --- a training job cancelled with scancel ----------------------------------------------
+
+
+def running_jobs(comment: str) -> list[str]:
+    """Ids of the running jobs whose comment is ``comment`` (the plugin's rule_<rule>_wildcards_<values>)."""
+    listed = subprocess.run(
+        ["squeue", "--states=RUNNING", "--noheader", "--format=%i|%k"], capture_output=True, text=True, check=True
+    ).stdout
+    return [job_id for job_id, job_comment in (line.split("|", 1) for line in listed.split()) if job_comment == comment]
+
+
+def test_a_cancelled_training_job_is_resubmitted_and_resumes_to_identical_weights(cluster, tmp_path_factory):
+    # About 20 s of training on one CPU with a resume state every 50 of its 1600 steps, so that
+    # the job is surely running when its first resume state appears.
+    config = yaml.safe_load(yaml.safe_dump(TEST_CONFIG))
+    config["train"].update(steps=1600, batch_size=128, save_every=50, checkpoints=2)
+    run = f"{RESULTS}/runs/Minf_seed0"  # the true prior: no pool table, so the train job is the only job
+    final = f"{run}/step_{config['train']['steps']:07d}.pt"
+
+    clean = new_workdir(tmp_path_factory, "uninterrupted", config)
+    output = finish(*start(snakemake_command(clean, f"{run}/log.parquet", slurm=False), clean, "snakemake.log"), timeout_s=300)
+    assert (clean / final).is_file(), output[-5000:]
+
+    workdir = new_workdir(tmp_path_factory, "cancelled", config)
+    resume = workdir / run / "resume.pt"
+    process, log = start(snakemake_command(workdir, f"{run}/log.parquet"), workdir, "snakemake.log")
+    try:
+        deadline = time.monotonic() + 300
+        while not resume.exists():
+            assert process.poll() is None, f"snakemake ended before the first resume state:\n{log.read_text()[-5000:]}"
+            assert time.monotonic() < deadline, f"no resume state within 300 s:\n{log.read_text()[-5000:]}"
+            time.sleep(0.05)
+        cancelled = running_jobs("rule_train_wildcards_inf_0")
+        assert len(cancelled) == 1, cancelled
+        subprocess.run(["scancel", cancelled[0]], check=True, timeout=30)
+        # A cancelled job is a failed job to the plugin (squeue state CANCELLED, one of its failure
+        # states), so Snakemake submits it again under the profile's `retries: 1`: the same
+        # snakemake call ends with success, no second call is needed.
+        output = finish(process, log, timeout_s=600)
+    finally:
+        end_group(process)
+    assert process.returncode == 0, output[-5000:]
+    ids = slurm_job_ids(output)["train"]
+    assert len(ids) == 1 + PROFILE_SETTINGS["retries"] and ids[0] == cancelled[0], (ids, cancelled)
+    assert job_states(ids) == {ids[0]: "CANCELLED", ids[1]: "COMPLETED"}
+    # The job log is the resubmitted job's (log_to opens it for writing): it started from the
+    # resume state the cancelled job left, not from step 0.
+    train_log = (workdir / RESULTS / "logs/train/Minf_seed0.log").read_text()
+    resumed = re.search(r"resuming \S+ from step (\d+)", train_log)
+    assert resumed and 0 < int(resumed.group(1)) < config["train"]["steps"], train_log[-2000:]
+    assert not resume.exists()
+    ours = load_torch(workdir / final)["model_state"]
+    reference = load_torch(clean / final)["model_state"]
+    assert ours.keys() == reference.keys()
+    for key, tensor in reference.items():
+        assert torch.equal(ours[key], tensor), key

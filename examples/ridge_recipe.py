@@ -21,7 +21,7 @@ from lrpfn.tasks import eval_set
 from lrpfn.train import RunConfig, TrainConfig, train
 
 
-def recipe(steps: int, batch_size: int = 64, lr: float = 4e-3, n_layers: int = 3) -> RunConfig:
+def recipe(steps: int, batch_size: int = 64, lr: float = 4e-3, n_layers: int = 4) -> RunConfig:
     return RunConfig(
         dim=4,
         context_length=16,
@@ -36,10 +36,10 @@ def recipe(steps: int, batch_size: int = 64, lr: float = 4e-3, n_layers: int = 3
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/recipe", help="run folder (checkpoints, log)")
-    parser.add_argument("--steps", type=int, default=13000)
+    parser.add_argument("--steps", type=int, default=9750)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=4e-3)
-    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-sequences", type=int, default=4096)
     args = parser.parse_args()

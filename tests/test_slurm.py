@@ -20,20 +20,15 @@ import pytest
 import torch
 import yaml
 from cluster.slurm_node import ClusterUnavailable, SingleNodeSlurm
+from helpers import REPO, RESULTS, TEST_CONFIG, expected_outputs, new_workdir
 
 from lrpfn.io import load_torch
 
-REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles/slurm"
-TEST_CONFIG = yaml.safe_load((REPO / "configs/test.yaml").read_text())
-RESULTS = TEST_CONFIG["results"]
-# The chain of one run (M = 4) holds every rule that goes to SLURM (the task tables, aggregate
-# and plots are local rules), once per checkpoint (40 steps, 2 checkpoints: 20 and 40). Every
-# SLURM job costs two Snakemake start-ups on top of its work, so the whole config would take
-# three times as long for nothing new.
-STEPS = (20, 40)
-CHAIN = [f"{RESULTS}/resample/M4_seed0_stats.parquet"] + [f"{RESULTS}/eval/M4_seed0/step_{s:07d}.parquet" for s in STEPS]
-SLURM_JOBS = {"train": 1, "evaluate": 2, "resample": 2, "resample_reference": 1, "resample_stats": 1}
+# The whole test config: per pool size (1, 4, inf) one training run, evaluation and resampling
+# at both checkpoints, the reference resampler and the resampling statistics go to SLURM; the
+# task tables, aggregate and plots are local rules.
+SLURM_JOBS = {"train": 3, "evaluate": 6, "resample": 6, "resample_reference": 3, "resample_stats": 3}
 PROFILE_SETTINGS = yaml.safe_load((PROFILE / "config.yaml").read_text())
 # The profile's first status check comes after 20 s, a courtesy to a shared controller; the
 # private test cluster is asked every few seconds so that the runs take minutes, not more.
@@ -64,13 +59,6 @@ def cluster(tmp_path_factory):
         yield node
     finally:
         node.stop()
-
-
-def new_workdir(tmp_path_factory, name: str, config: dict = TEST_CONFIG) -> Path:
-    workdir = tmp_path_factory.mktemp(name)
-    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
-    (workdir / "test.yaml").write_text(yaml.safe_dump(config))
-    return workdir
 
 
 def snakemake_command(workdir: Path, *args: str, slurm: bool = True) -> list[str]:
@@ -147,20 +135,13 @@ def detail(details: str, key: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def runs(cluster, tmp_path_factory) -> dict:
-    """CHAIN built through SLURM and, at the same time, locally."""
-    local_dir = new_workdir(tmp_path_factory, "local")
+def runs(cluster, pipeline, tmp_path_factory) -> dict:
+    """The whole test config through SLURM, and the same config run locally (``pipeline``)."""
     slurm_dir = new_workdir(tmp_path_factory, "slurm")
-    local = start(snakemake_command(local_dir, *CHAIN, slurm=False), local_dir, "snakemake.log")
-    try:
-        slurm = start(snakemake_command(slurm_dir, *CHAIN), slurm_dir, "snakemake.log")
-        output = finish(*slurm, timeout_s=600)
-        assert slurm[0].returncode == 0, output[-5000:]
-        local_output = finish(*local, timeout_s=600)
-        assert local[0].returncode == 0, local_output[-5000:]
-    finally:
-        end_group(local[0])
-    return {"local": local_dir, "slurm": slurm_dir, "output": output}
+    slurm = start(snakemake_command(slurm_dir), slurm_dir, "snakemake.log")
+    output = finish(*slurm, timeout_s=1200)
+    assert slurm[0].returncode == 0, output[-5000:]
+    return {"local": pipeline, "slurm": slurm_dir, "output": output}
 
 
 def test_every_remote_job_runs_as_a_completed_slurm_job(runs):
@@ -174,13 +155,13 @@ def test_slurm_outputs_equal_the_local_run(runs):
     local, slurm = runs["local"] / RESULTS, runs["slurm"] / RESULTS
     tables = sorted(p.relative_to(local) for p in local.rglob("*.parquet"))
     assert tables == sorted(p.relative_to(slurm) for p in slurm.rglob("*.parquet"))
-    # pool, 2 evaluation sets, run log, 2 evaluations, 2 resamplings, reference, statistics
-    assert len(tables) == 10
+    assert tables == sorted(Path(f) for f in expected_outputs() if f.endswith(".parquet"))
     for name in tables:
         frames = pd.read_parquet(slurm / name), pd.read_parquet(local / name)
         pd.testing.assert_frame_equal(*frames, check_exact=True, obj=str(name))
     checkpoints = sorted(p.relative_to(local) for p in local.rglob("*.pt"))
-    assert len(checkpoints) == len(STEPS) and checkpoints == sorted(p.relative_to(slurm) for p in slurm.rglob("*.pt"))
+    assert checkpoints == sorted(Path(f) for f in expected_outputs() if f.endswith(".pt"))
+    assert checkpoints == sorted(p.relative_to(slurm) for p in slurm.rglob("*.pt"))
     for name in checkpoints:
         ours, theirs = load_torch(slurm / name), load_torch(local / name)
         assert ours["step"] == theirs["step"] and ours["run"] == theirs["run"]

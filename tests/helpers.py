@@ -65,3 +65,11 @@ def expected_outputs() -> list[str]:
     figures = ["mask", "task_diversity", "losses", "posterior", "implied_prior_M1", "implied_prior_M4", "implied_prior_Minf"]
     files += [f"figures/{f}.{e}" for f in figures for e in ("png", "pdf")]
     return files
+
+
+def slow_training_config() -> dict:
+    """The test config with a training run long enough to interrupt: 1600 steps, a resume
+    state every 50."""
+    config = yaml.safe_load(yaml.safe_dump(TEST_CONFIG))
+    config["train"].update(steps=1600, batch_size=128, save_every=50, checkpoints=2)
+    return config

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import RESULTS, TEST_CONFIG, expected_outputs, new_workdir, snakemake, snakemake_command
+from helpers import RESULTS, expected_outputs, new_workdir, slow_training_config, snakemake, snakemake_command
 
 pytestmark = pytest.mark.workflow
 
@@ -62,12 +62,6 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
-
-
-def slow_training_config() -> dict:
-    config = yaml.safe_load(yaml.safe_dump(TEST_CONFIG))
-    config["train"].update(steps=1600, batch_size=128, save_every=50, checkpoints=2)
-    return config
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the job's process through /proc")

@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 from cluster.slurm_node import ClusterUnavailable, SingleNodeSlurm
-from helpers import REPO, RESULTS, TEST_CONFIG, expected_outputs, new_workdir
+from helpers import REPO, RESULTS, TEST_CONFIG, expected_outputs, new_workdir, slow_training_config
 
 from lrpfn.io import load_torch
 
@@ -235,8 +235,7 @@ def running_jobs(comment: str) -> list[str]:
 def test_a_cancelled_training_job_is_resubmitted_and_resumes_to_identical_weights(cluster, tmp_path_factory):
     # About 20 s of training on one CPU with a resume state every 50 of its 1600 steps, so that
     # the job is surely running when its first resume state appears.
-    config = yaml.safe_load(yaml.safe_dump(TEST_CONFIG))
-    config["train"].update(steps=1600, batch_size=128, save_every=50, checkpoints=2)
+    config = slow_training_config()
     run = f"{RESULTS}/runs/Minf_seed0"  # the true prior: no pool table, so the train job is the only job
     final = f"{run}/step_{config['train']['steps']:07d}.pt"
 

@@ -16,9 +16,10 @@ import time
 import torch
 
 from lrpfn.buckets import BarDistribution, prior_borders
-from lrpfn.model import PFN, ModelConfig
+from lrpfn.config import ModelConfig, TrainConfig
+from lrpfn.model import PFN
 from lrpfn.tasks import sample_batch
-from lrpfn.train import Stepper, TrainConfig, make_optimizer
+from lrpfn.train import Stepper, make_optimizer
 
 
 def main():
@@ -38,6 +39,10 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
+    parser.add_argument(
+        "--draw-on", choices=["cpu", "device"], default="cpu",
+        help="where batches are drawn: cpu (what training does, then copied to the device) or the device itself",
+    )  # fmt: skip
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -46,13 +51,15 @@ def main():
     torch.manual_seed(0)
     model = PFN(config).to(device)
     bar = BarDistribution(prior_borders(args.buckets, args.dim, args.noise_var)).to(device)
-    train_config = TrainConfig(steps=1, batch_size=args.batch_size, precision=args.precision, compile=args.compile)
-    stepper = Stepper(model, bar, make_optimizer(model, train_config), train_config)
-    generator = torch.Generator(device=device).manual_seed(0)
+    train_config = TrainConfig(steps=1, batch_size=args.batch_size, lr=1e-3, warmup=0.0, checkpoints=1, precision=args.precision)
+    stepper = Stepper(model, bar, make_optimizer(model, train_config), train_config, compile=args.compile)
+    # Training draws batches on the CPU (the same data on every device); --draw-on device
+    # measures what that costs against drawing them on the GPU.
+    generator = torch.Generator(device=device if args.draw_on == "device" else "cpu").manual_seed(0)
 
     def step():  # what one step of lrpfn.train.train does
         batch = sample_batch(args.batch_size, args.context_length, args.dim, args.noise_var, None, generator)
-        return stepper(batch, 1e-3)
+        return stepper(batch.to(device), 1e-3)
 
     for _ in range(args.warmup):
         step()
@@ -71,7 +78,7 @@ def main():
     sequences = args.batch_size / seconds
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, threads={args.threads}"
     print(f"# {config}, batch {args.batch_size}, K={args.context_length}, device={name}, "
-          f"precision={args.precision}, compile={args.compile}")  # fmt: skip
+          f"precision={args.precision}, compile={args.compile}, batches drawn on {args.draw_on}")  # fmt: skip
     print(f"{seconds:.3f} s/step  {1 / seconds:.2f} steps/s  {sequences:.0f} sequences/s  "
           f"{sequences * 2 * args.context_length:.0f} tokens/s  peak {peak:.0f} MB")  # fmt: skip
 

@@ -19,6 +19,9 @@ echo "== training throughput, one run"
 "${bench[@]}"
 "${bench[@]}" --precision bfloat16
 "${bench[@]}" --precision bfloat16 --compile
+echo "== batches drawn on the GPU instead of the CPU (what drawing them on the CPU costs)"
+"${bench[@]}" --draw-on device
+"${bench[@]}" --precision bfloat16 --compile --draw-on device
 
 echo "== four float32 runs at once on one GPU (compare 4x their steps/s with one run's)"
 for i in 1 2 3 4; do "${bench[@]}" > "${TMPDIR:-/tmp}/lrpfn_concurrent_$i.txt" & done

@@ -16,9 +16,9 @@ import torch
 
 from lrpfn.checkpoint import load_checkpoint
 from lrpfn.evaluate import position_metrics
-from lrpfn.model import ModelConfig
 from lrpfn.tasks import eval_set
-from lrpfn.train import RunConfig, TrainConfig, train
+from lrpfn.config import ModelConfig, RunConfig, TrainConfig
+from lrpfn.train import train
 
 
 def recipe(steps: int, batch_size: int = 64, lr: float = 4e-3, n_layers: int = 4) -> RunConfig:

@@ -43,6 +43,23 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     return counts
 
 
+def planned_wildcards(result: subprocess.CompletedProcess, *rules: str) -> list[dict[str, str]]:
+    """The wildcards of every job of ``rules`` that a dry run plans."""
+    text = result.stdout + result.stderr
+    out = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
+        match = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if match and match.group(1) in rules:
+            found = re.search(r"wildcards: (.*)", block)
+            out.append(dict(item.split("=", 1) for item in found.group(1).split(", ")) if found else {})
+    return out
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def new_workdir(tmp_path_factory, name: str, config: dict = TEST_CONFIG) -> Path:
     workdir = tmp_path_factory.mktemp(name)
     shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
@@ -58,10 +75,11 @@ def expected_outputs() -> list[str]:
     for m in ("1", "4", "inf"):
         files.append(f"runs/M{m}_seed0/log.parquet")
         files += [f"runs/M{m}_seed0/step_{s:07d}.pt" for s in steps]
-        files += [f"eval/M{m}_seed0/step_{s:07d}.parquet" for s in steps]
+        files += [f"eval/M{m}_seed0/step_{s:07d}{kind}.parquet" for s in steps for kind in ("", "_sequences")]
         files += [f"resample/M{m}_seed0/step_{s:07d}.parquet" for s in steps]
         files += [f"resample/M{m}_reference.parquet", f"resample/M{m}_seed0_stats.parquet"]
-    files += [f"tables/{t}.parquet" for t in ("metrics", "summary", "thresholds", "train_log", "resample_stats")]
+    tables = ("metrics", "summary", "sequences", "closeness", "thresholds", "train_log", "resample_stats")
+    files += [f"tables/{t}.parquet" for t in tables]
     figures = ["mask", "task_diversity", "losses", "posterior", "implied_prior_M1", "implied_prior_M4", "implied_prior_Minf"]
     files += [f"figures/{f}.{e}" for f in figures for e in ("png", "pdf")]
     return files

@@ -1,9 +1,10 @@
+import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
-from scipy import integrate, stats
+from scipy import integrate, special, stats
 
 from lrpfn.buckets import BarDistribution, prior_borders
 
@@ -35,7 +36,7 @@ def quad(f, bar, lo=-math.inf, hi=math.inf):
     """Integrate over the real line, split at every border so quad sees smooth pieces."""
     b = bar.borders.tolist()
     edges = [lo] + [e for e in b[1:-1] if lo < e < hi] + [hi]
-    return sum(integrate.quad(f, a, c, epsabs=1e-12, epsrel=1e-10, limit=200)[0] for a, c in zip(edges, edges[1:]))
+    return sum(integrate.quad(f, a, c, epsabs=1e-12, epsrel=1e-10, limit=200)[0] for a, c in itertools.pairwise(edges))
 
 
 def test_borders_are_prior_quantiles(borders):
@@ -115,10 +116,105 @@ def test_samples_follow_the_cdf(bar, logits):
 
 def test_nothing_is_clipped(bar):
     logits = torch.zeros(N_BUCKETS, dtype=torch.float64)
-    for y in (-1e3, -50.0, 50.0, 1e3):
-        lp = bar.log_prob(logits, torch.tensor(y, dtype=torch.float64))
-        assert torch.isfinite(lp) or y in (-1e3, 1e3)
-        assert lp < bar.log_prob(logits, torch.tensor(y / 2, dtype=torch.float64))
+    ys = torch.tensor([-1e3, -50.0, 50.0, 1e3], dtype=torch.float64)
+    lp = bar.log_prob(logits, ys)
+    assert torch.all(torch.isfinite(lp))
+    assert torch.all(lp < bar.log_prob(logits, ys / 2))
+    assert lp[0] < lp[1] and lp[3] < lp[2]  # further out is less likely
+    # cdf itself saturates here (exactly 0 at -1e3, exactly 1 at 50); its logs must not.
+    log_cdf = bar.log_cdf(logits, ys[:2])
+    log_sf = bar.log_sf(logits, ys[2:].flip(0))
+    assert torch.all(torch.isfinite(log_cdf)) and torch.all(torch.isfinite(log_sf))
+    assert log_cdf[0] < log_cdf[1] < -600  # -1e3 is further out than -50
+    assert log_sf[0] < log_sf[1] < -600  # 1e3 is further out than 50
+
+
+# Bucket masses: a random spread, and ones that put most of the mass in a tail so the
+# complement is taken on the other side of 1/2 there.
+LOGIT_CASES = {
+    "spread": torch.randn(N_BUCKETS, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.5,
+    "left_heavy": torch.cat([torch.tensor([5.0]), torch.zeros(N_BUCKETS - 1)]).double(),
+    "right_heavy": torch.cat([torch.zeros(N_BUCKETS - 1), torch.tensor([5.0])]).double(),
+}
+
+
+@pytest.fixture(scope="module", params=["prior", "skewed"])
+def any_bar(request, bar):
+    """The prior's symmetric borders, and lopsided ones whose two tails have different scales."""
+    if request.param == "prior":
+        return bar
+    widths = torch.linspace(0.2, 1.5, N_BUCKETS, dtype=torch.float64)
+    return BarDistribution(torch.cat([torch.zeros(1, dtype=torch.float64), widths.cumsum(0)]) - 4.0)
+
+
+def _tail_scales(bar):
+    """Tail scales from the borders and scipy's Phi^-1(3/4), independent of the module's constants."""
+    b = bar.borders.numpy()
+    return (b[1] - b[0]) / stats.norm.ppf(0.75), (b[-1] - b[-2]) / stats.norm.ppf(0.75)
+
+
+@pytest.mark.parametrize("case", list(LOGIT_CASES))
+def test_log_cdf_and_log_sf_agree_with_cdf(any_bar, case):
+    bar = any_bar
+    logits = LOGIT_CASES[case]
+    b = bar.borders
+    s_left, s_right = _tail_scales(bar)
+    # Both tails out to 30 scales (cdf ~ 1e-198, still representable), every inner bucket, every border.
+    y = torch.cat(
+        [
+            torch.linspace(b[1] - 30 * s_left, b[1], 1000, dtype=torch.float64),
+            torch.linspace(b[1], b[-2], 2000, dtype=torch.float64),
+            torch.linspace(b[-2], b[-2] + 30 * s_right, 1000, dtype=torch.float64),
+            b,
+        ]
+    )
+    cdf = bar.cdf(logits, y)
+    log_cdf, log_sf = bar.log_cdf(logits, y), bar.log_sf(logits, y)
+    assert torch.all(torch.isfinite(log_cdf)) and torch.all(torch.isfinite(log_sf))
+    assert torch.all(log_cdf <= 0) and torch.all(log_sf <= 0)
+    # Compare where float64 holds cdf and 1 - cdf to a few ulp relative: cdf not subnormal, and
+    # 1 - cdf >= 1e-4 (cdf carries ~1e-16 absolute error, so log(cdf) near 0 is good to ~1e-12
+    # relative there). Taking a complement of a log of size L costs L * 2.2e-16 <~ 1e-13 more.
+    # rtol 1e-10 sits well above that, and far below any real error (a lost factor 2 shifts a log by 0.69).
+    ok = (cdf > 1e-290) & (1 - cdf >= 1e-4)
+    assert ok.sum() > 3000  # the left tail and inner buckets; the far right is left to the scipy test
+    torch.testing.assert_close(log_cdf[ok], torch.log(cdf[ok]), rtol=1e-10, atol=0)
+    torch.testing.assert_close(log_sf[ok], torch.log1p(-cdf[ok]), rtol=1e-10, atol=0)
+    # The two are complementary everywhere, the far tails included (there one is exactly 1).
+    torch.testing.assert_close(log_cdf.exp() + log_sf.exp(), torch.ones_like(y), rtol=0, atol=1e-12)
+    # Monotone: log_cdf non-decreasing and log_sf non-increasing in y.
+    order = torch.argsort(y)
+    assert torch.all(log_cdf[order].diff() >= 0) and torch.all(log_sf[order].diff() <= 0)
+
+
+@pytest.mark.parametrize("case", list(LOGIT_CASES))
+def test_far_tails_match_scipy(any_bar, case):
+    bar = any_bar
+    logits = LOGIT_CASES[case]
+    log_p = special.log_softmax(logits.numpy())
+    b = bar.borders.numpy()
+    s_left, s_right = _tail_scales(bar)
+
+    def at(fn, y):
+        return fn(logits, torch.tensor(y, dtype=torch.float64)).item()
+
+    # Beyond z scales from its anchor a tail holds 2 Phi(-z) = halfnorm.sf(z) of its bucket's mass.
+    # (halfnorm.logsf is log(sf) and underflows past z ~ 38, so take norm's log-space tails.)
+    assert stats.halfnorm.logsf(10.0) == pytest.approx(math.log(2) + stats.norm.logsf(10.0), rel=1e-12)
+    for z in (3.0, 10.0, 40.0, 300.0):
+        left = log_p[0] + math.log(2) + stats.norm.logcdf(-z)
+        right = log_p[-1] + math.log(2) + stats.norm.logsf(z)
+        assert at(bar.log_cdf, b[1] - z * s_left) == pytest.approx(left, rel=1e-10)
+        assert at(bar.log_sf, b[-2] + z * s_right) == pytest.approx(right, rel=1e-10)
+    left = log_p[0] + math.log(2) + stats.norm.logcdf((-1e3 - b[1]) / s_left)
+    right = log_p[-1] + math.log(2) + stats.norm.logsf((1e3 - b[-2]) / s_right)
+    assert at(bar.log_cdf, -1e3) == pytest.approx(left, rel=1e-10)
+    assert at(bar.log_sf, 1e3) == pytest.approx(right, rel=1e-10)
+    # The complement beyond 10 scales, ~ -1e-23: only a log1p of the tail mass resolves it.
+    sf_left = math.exp(log_p[0]) * stats.halfnorm.sf(10.0)
+    sf_right = math.exp(log_p[-1]) * stats.halfnorm.sf(10.0)
+    assert at(bar.log_sf, b[1] - 10 * s_left) == pytest.approx(math.log1p(-sf_left), rel=1e-10)
+    assert at(bar.log_cdf, b[-2] + 10 * s_right) == pytest.approx(math.log1p(-sf_right), rel=1e-10)
 
 
 def test_vectorised_over_batch_shapes(bar):
@@ -130,6 +226,9 @@ def test_vectorised_over_batch_shapes(bar):
         for j in range(3):
             assert lp[i, j] == bar.log_prob(logits[i, j], y[i, j])
             assert bar.cdf(logits, y)[i, j] == bar.cdf(logits[i, j], y[i, j])
+            assert bar.log_cdf(logits, y)[i, j] == bar.log_cdf(logits[i, j], y[i, j])
+            assert bar.log_sf(logits, y)[i, j] == bar.log_sf(logits[i, j], y[i, j])
+    assert bar.log_cdf(logits[0, 0], y).shape == bar.log_sf(logits, torch.tensor(0.5)).shape == (2, 3)
     assert bar.log_prob(logits, torch.tensor(0.5)).shape == (2, 3)  # scalar y broadcasts
     assert bar.mean(logits).shape == bar.variance(logits).shape == (2, 3)
     assert bar.icdf(logits, torch.full((2, 3), 0.3, dtype=torch.float64)).shape == (2, 3)
@@ -139,7 +238,9 @@ def test_vectorised_over_batch_shapes(bar):
 def test_float32_log_prob_agrees_with_float64(bar):
     logits = torch.randn(100, N_BUCKETS, dtype=torch.float64)
     y = torch.randn(100, dtype=torch.float64) * 4
-    torch.testing.assert_close(bar.log_prob(logits.float(), y.float()).double(), bar.log_prob(logits, y), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(
+        bar.log_prob(logits.float(), y.float()).double(), bar.log_prob(logits, y), atol=1e-4, rtol=1e-5
+    )
 
 
 def test_bad_borders_are_rejected():
@@ -157,4 +258,6 @@ def test_cuda_matches_cpu(bar, logits):
     torch.testing.assert_close(cuda.cdf(logits.cuda(), y.cuda()).cpu(), bar.cdf(logits, y))
     g = torch.Generator(device="cuda").manual_seed(0)
     s = cuda.sample(logits.cuda().expand(50_000, -1), generator=g).cpu()
-    assert stats.kstest(s.numpy(), lambda v: bar.cdf(logits, torch.from_numpy(v)).numpy()).statistic < 1.95 / math.sqrt(50_000)
+    assert stats.kstest(s.numpy(), lambda v: bar.cdf(logits, torch.from_numpy(v)).numpy()).statistic < 1.95 / math.sqrt(
+        50_000
+    )

@@ -97,6 +97,6 @@ def test_initial_model_predicts_uniform_buckets():
 
 def test_config_validation():
     with pytest.raises(ValueError, match="divisible"):
-        ModelConfig(dim=3, d_model=30, n_heads=4)
+        ModelConfig(dim=3, n_buckets=8, d_model=30, n_layers=1, n_heads=4, d_mlp=8)
     with pytest.raises(ValueError, match="n_layers"):
-        ModelConfig(dim=3, n_layers=0)
+        ModelConfig(dim=3, n_buckets=8, d_model=32, n_layers=0, n_heads=4, d_mlp=8)

@@ -7,12 +7,13 @@ import torch
 from lrpfn import train as train_module
 from lrpfn.checkpoint import load_checkpoint
 from lrpfn.io import ArtifactError, load_torch
-from lrpfn.model import ModelConfig
+from lrpfn.config import ExecutionConfig, ModelConfig, RunConfig, TrainConfig, checkpoint_steps
 from lrpfn.tasks import master_pool
-from lrpfn.train import RunConfig, TrainConfig, TrainingDiverged, checkpoint_steps, learning_rate, train
+from lrpfn.train import TrainingDiverged, learning_rate, train
 
 
 def tiny_run(steps=40, pool_size=8, **train_kwargs) -> RunConfig:
+    settings = dict(steps=steps, batch_size=16, lr=3e-3, warmup=0.05, checkpoints=3) | train_kwargs
     return RunConfig(
         dim=2,
         context_length=6,
@@ -20,31 +21,31 @@ def tiny_run(steps=40, pool_size=8, **train_kwargs) -> RunConfig:
         pool_size=pool_size,
         seed=3,
         model=ModelConfig(dim=2, n_buckets=16, d_model=16, n_layers=1, n_heads=2, d_mlp=32),
-        train=TrainConfig(steps=steps, batch_size=16, lr=3e-3, checkpoints=3, **train_kwargs),
+        train=TrainConfig(**settings),
     )
 
 
 def test_learning_rate_schedule():
-    cfg = TrainConfig(steps=1000, lr=1e-3, warmup=0.1)
+    cfg = TrainConfig(steps=1000, batch_size=8, lr=1e-3, warmup=0.1, checkpoints=2)
     lrs = [learning_rate(s, cfg) for s in range(1, 1001)]
     assert lrs[0] == pytest.approx(1e-3 / 100)  # 100 warm-up steps
     assert max(lrs) == pytest.approx(1e-3) and lrs.index(max(lrs)) == 99
     assert all(a >= b for a, b in zip(lrs[99:], lrs[100:]))  # decays monotonically
     assert lrs[-1] == pytest.approx(0, abs=1e-12)
-    linear = TrainConfig(steps=1000, lr=1e-3, warmup=0.5, decay="linear")
+    linear = TrainConfig(steps=1000, batch_size=8, lr=1e-3, warmup=0.5, checkpoints=2, decay="linear")
     assert learning_rate(750, linear) == pytest.approx(0.5e-3)
 
 
 def test_checkpoint_steps_double_up_to_the_last_step():
-    assert checkpoint_steps(TrainConfig(steps=32000, checkpoints=4)) == [4000, 8000, 16000, 32000]
-    assert checkpoint_steps(TrainConfig(steps=3, checkpoints=5)) == [1, 2, 3]
+    assert checkpoint_steps(TrainConfig(steps=32000, batch_size=8, lr=1e-3, warmup=0.0, checkpoints=4)) == [4000, 8000, 16000, 32000]
+    assert checkpoint_steps(TrainConfig(steps=3, batch_size=8, lr=1e-3, warmup=0.0, checkpoints=5)) == [1, 2, 3]
 
 
 def test_train_config_rejects_bad_values():
     with pytest.raises(ValueError, match="warmup"):
-        TrainConfig(steps=10, warmup=1.5)
+        TrainConfig(steps=10, batch_size=8, lr=1e-3, warmup=1.5, checkpoints=2)
     with pytest.raises(ValueError, match="decay"):
-        TrainConfig(steps=10, decay="step")
+        TrainConfig(steps=10, batch_size=8, lr=1e-3, warmup=0.0, checkpoints=2, decay="step")
 
 
 def test_run_config_roundtrips_through_a_dict():
@@ -73,9 +74,9 @@ class Killed(Exception):
 
 
 def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):
-    run = tiny_run(steps=50, save_every=10)
+    run, every10 = tiny_run(steps=50), ExecutionConfig(device="cpu", save_every=10)
     pool = master_pool(8, 2, seed=0)
-    clean = train(run, pool, tmp_path / "clean", progress=False)
+    clean = train(run, pool, tmp_path / "clean", every10, progress=False)
 
     real_sample = train_module.sample_batch
     calls = {"n": 0}
@@ -88,12 +89,12 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_module, "sample_batch", dying_sample)
     with pytest.raises(Killed):
-        train(run, pool, tmp_path / "resumed", progress=False)
+        train(run, pool, tmp_path / "resumed", every10, progress=False)
     assert load_torch(tmp_path / "resumed" / "resume.pt")["step"] == 30
     # A workflow manager deletes the files of the killed job; the resumed run restores them.
     (tmp_path / "resumed" / "step_0000012.pt").unlink()
     monkeypatch.setattr(train_module, "sample_batch", real_sample)
-    resumed = train(run, pool, tmp_path / "resumed", progress=False)
+    resumed = train(run, pool, tmp_path / "resumed", every10, progress=False)
 
     for a, b in zip(clean, resumed):
         sa, sb = load_torch(a)["model_state"], load_torch(b)["model_state"]
@@ -104,12 +105,13 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):
 
 def test_resume_state_of_another_config_is_ignored(tmp_path):
     pool = master_pool(8, 2, seed=0)
-    train(tiny_run(steps=20, save_every=10), pool, tmp_path / "a", progress=False)
+    every10 = ExecutionConfig(device="cpu", save_every=10)
+    train(tiny_run(steps=20), pool, tmp_path / "a", every10, progress=False)
     (tmp_path / "b").mkdir()
-    other = tiny_run(steps=20, save_every=10)
+    other = tiny_run(steps=20)
     stale = load_torch(tmp_path / "a" / "step_0000020.pt")  # anything with the wrong run dict
     torch.save({**stale, "run": {"different": True}}, tmp_path / "b" / "resume.pt")
-    paths = train(other, pool, tmp_path / "b", progress=False)
+    paths = train(other, pool, tmp_path / "b", every10, progress=False)
     sa = load_torch(tmp_path / "a" / "step_0000020.pt")["model_state"]
     sb = load_torch(paths[-1])["model_state"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -151,6 +153,19 @@ def test_bfloat16_autocast_trains_like_float32(tmp_path):
 
 def test_losses_are_read_in_blocks_but_logged_for_every_step(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "_READ_EVERY", 7)
-    train(tiny_run(steps=30, save_every=11), master_pool(8, 2, seed=0), tmp_path, progress=False)
+    train(tiny_run(steps=30), master_pool(8, 2, seed=0), tmp_path, ExecutionConfig(save_every=11), progress=False)
     log = pd.read_parquet(tmp_path / "log.parquet")
     assert log.step.tolist() == list(range(1, 31)) and log.loss.notna().all()
+
+
+def test_execution_settings_change_no_byte_of_a_checkpoint(tmp_path):
+    # The run's identity is its science: how often the resume state is saved changes neither
+    # the weights nor the run config stored with them, so the files are byte-identical.
+    pool = master_pool(8, 2, seed=0)
+    run = tiny_run(steps=30)
+    a = train(run, pool, tmp_path / "a", ExecutionConfig(device="cpu", save_every=7), progress=False)
+    b = train(run, pool, tmp_path / "b", ExecutionConfig(device="auto", save_every=1000), progress=False)
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+    stored = load_torch(a[-1])["run"]
+    assert set(stored["train"]) == {"steps", "batch_size", "lr", "warmup", "checkpoints", "decay", "weight_decay", "grad_clip", "precision"}
+

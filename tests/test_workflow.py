@@ -11,10 +11,24 @@ import pytest
 import yaml
 from snakemake_interface_common.exceptions import WorkflowError
 
-from lrpfn.config import ConfigError, check_experiment
-from lrpfn.evaluate import METRICS
+from scipy.stats import ks_2samp
 
-from helpers import REPO, RESULTS, TEST_CONFIG, expected_outputs, new_workdir, planned_jobs, snakemake
+from lrpfn.config import SCHEMA, ConfigError, check_experiment, complete
+from lrpfn.evaluate import METRICS
+from lrpfn.tasks import read_eval_set
+
+from helpers import (
+    REPO,
+    RESULTS,
+    TEST_CONFIG,
+    expected_outputs,
+    new_workdir,
+    planned_jobs,
+    planned_wildcards,
+    snakemake,
+    snakemake_command,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -42,11 +56,13 @@ def test_metrics_table_schema_and_plausible_values(pipeline):
     assert metrics.loc[~finite_pool, ["mse_dmmse", "delta_dmmse", "nll_dmmse"]].isna().all().all()
     values = metrics.loc[finite_pool, METRICS].to_numpy()
     assert np.isfinite(values).all()
-    mse = metrics[[c for c in METRICS if c.startswith(("mse", "delta"))]]
-    assert (mse.fillna(0) >= 0).all().all() and (mse.fillna(0) < 50).all().all()
-    # Ridge predicts 0 at position 0: its MSE/D there is E(w.x)^2/D ~ 1 on T_true.
+    # Ridge predicts 0 at position 0: its MSE/D there is the evaluation set's mean of
+    # (w.x_1)^2 / D, for every run and checkpoint alike (float64 sums of the same values).
+    eval_true = read_eval_set(pipeline / RESULTS / "tasks/eval_true.parquet")
+    expected = (eval_true.target[:, 0].double() ** 2).mean().item() / TEST_CONFIG["dim"]
     first = metrics[(metrics.position == 0) & (metrics.tasks == "true")]
-    assert 0.6 < first.mse_ridge.mean() < 1.5
+    np.testing.assert_allclose(first.mse_ridge, expected, rtol=1e-12)
+    assert 0.6 < expected < 1.5  # E(w.x)^2 / D = 1 under the true prior
     # A one-task pool is learned exactly by dMMSE: zero error, the noise entropy as NLL.
     m1 = metrics[(metrics.pool_size == "1") & (metrics.tasks == "pool")]
     assert np.allclose(m1.mse_dmmse, 0)
@@ -54,12 +70,43 @@ def test_metrics_table_schema_and_plausible_values(pipeline):
     assert abs(m1.nll_dmmse.mean() - noise_entropy) < 0.15
 
 
-def test_summary_thresholds_and_logs(pipeline):
-    summary = pd.read_parquet(pipeline / RESULTS / "tables/summary.parquet")
+def test_closeness_and_thresholds_follow_from_the_per_sequence_values(pipeline):
+    tables = pipeline / RESULTS / "tables"
+    summary = pd.read_parquet(tables / "summary.parquet")
     assert len(summary) == 3 * 2 * 2  # pool sizes x checkpoints x task sets
-    thresholds = pd.read_parquet(pipeline / RESULTS / "tables/thresholds.parquet")
-    assert thresholds.method.tolist() == ["closer_to_ridge", "budget_crossing"]
-    assert {"pool_size_star", "lower", "upper", "description"} <= set(thresholds.columns)
+    sequences = pd.read_parquet(tables / "sequences.parquet")
+    assert len(sequences) == 3 * 2 * 2 * TEST_CONFIG["eval"]["n_sequences"]
+    closeness = pd.read_parquet(tables / "closeness.parquet")
+    assert sorted(closeness.pool_size.unique()) == ["1", "4"] and sorted(closeness.step.unique()) == [20, 40]
+    for row in closeness.itertuples():
+        s = sequences[(sequences.pool_size == row.pool_size) & (sequences.step == row.step) & (sequences.tasks == "true")]
+        d = (s.delta_ridge - s.delta_dmmse).to_numpy()
+        assert row.diff == pytest.approx(d.mean(), rel=1e-12)
+        assert row.diff_se == pytest.approx(d.std(ddof=1) / math.sqrt(len(d)), rel=1e-12)
+        # The per-position tables give the same mean (over sequences and positions).
+        mean = summary[(summary.pool_size == row.pool_size) & (summary.step == row.step) & (summary.tasks == "true")]
+        assert row.diff == pytest.approx((mean.delta_ridge - mean.delta_dmmse).item(), rel=1e-9)
+    # After 40 steps a 1- or 4-task model is far closer to dMMSE on new tasks (measured z = 6.7 and 5.1).
+    final = closeness[closeness.step == 40]
+    assert final.closer.tolist() == ["dmmse", "dmmse"] and (final.z > 2).all()
+    thresholds = pd.read_parquet(tables / "thresholds.parquet").set_index("method")
+    assert thresholds.index.tolist() == ["closer_to_ridge", "budget_crossing"]
+    closer = thresholds.loc["closer_to_ridge"]
+    assert math.isnan(closer.pool_size_star) and closer.lower == 4 and math.isnan(closer.upper)
+    assert "M=4" in closer.reason and "dMMSE" in closer.reason
+    crossing = thresholds.loc["budget_crossing"]
+    assert "20 and 40 steps" in crossing.description and "proxy" in crossing.description
+    true = summary[(summary.tasks == "true") & (summary.pool_size != "inf")]
+    r = [math.log(g.set_index("step").delta_ridge[40] / g.set_index("step").delta_ridge[20]) for _, g in true.groupby("pool_size")]
+    if r[-1] > 0:  # still moving away from ridge at M=4: the crossing lies beyond the pools
+        assert math.isnan(crossing.pool_size_star) and crossing.lower == 4
+    elif r[0] <= 0:
+        assert math.isnan(crossing.pool_size_star) and crossing.upper == 1
+    else:
+        assert 1 < crossing.pool_size_star < 4
+
+
+def test_training_logs(pipeline):
     log = pd.read_parquet(pipeline / RESULTS / "tables/train_log.parquet")
     assert list(log.columns) == ["step", "loss", "lr", "pool_size", "seed"]
     assert len(log) == 3 * TEST_CONFIG["train"]["steps"]
@@ -78,7 +125,14 @@ def test_resampling_tables(pipeline):
     assert expected <= set(stats.columns)
     # 3 runs x 2 checkpoints x dims, over targets: prior + 1 true prefix (+ 1 pool prefix when M is finite)
     assert len(stats) == 2 * 2 * (3 + 3 + 2)
-    assert (stats.std_ratio > 0).all() and stats.ks.between(0, 1).all()
+    # Each statistic is that of the sample tables it names: the implied prior of M=4 at step 40.
+    reference = pd.read_parquet(pipeline / RESULTS / "resample/M4_reference.parquet")
+    model, ref = (f[(f.kind == "prior")] for f in (samples, reference))
+    for dim in (0, 1):
+        row = stats[(stats.pool_size == "4") & (stats.step == 40) & (stats.kind == "prior") & (stats.dim == dim)].iloc[0]
+        w, r = model[f"w_{dim}"].to_numpy(), ref[f"w_{dim}"].to_numpy()
+        assert row.std_ratio == pytest.approx(w.std(ddof=1) / r.std(ddof=1), rel=1e-12)
+        assert row.ks == pytest.approx(ks_2samp(w, r).statistic, rel=1e-12)
     assert stats.loc[stats.pool_size == "inf", "dmmse_energy"].isna().all()
     assert stats.loc[stats.pool_size != "inf", "dmmse_energy"].notna().all()
 
@@ -100,12 +154,63 @@ def test_rerun_with_nothing_changed_does_nothing(pipeline):
 def test_changing_one_pool_size_reruns_only_what_depends_on_it(pipeline, tmp_path):
     config = copy.deepcopy(TEST_CONFIG)
     config["overrides"] = {4: {"lr": 0.001}}
-    path = tmp_path / "changed.yaml"
-    path.write_text(yaml.safe_dump(config))
-    jobs = planned_jobs(snakemake(pipeline, "-n", config=path))
+    result = snakemake(pipeline, "-n", config=write_config(tmp_path / "changed.yaml", config))
+    jobs = planned_jobs(result)
     assert jobs.get("train") == 1 and jobs.get("evaluate") == 2, jobs
     assert jobs.get("resample") == 2 and jobs.get("resample_stats") == 1, jobs
     assert not {"pool", "eval_set", "plot_mask", "resample_reference"} & set(jobs), jobs
+    assert {wildcards["M"] for wildcards in planned_wildcards(result, "train", "evaluate", "resample")} == {"4"}
+
+
+COMPUTE_RULES = ("train", "evaluate", "resample", "resample_reference", "resample_stats")
+
+# Settings of how jobs run, or of how figures look: none may rerun a computation.
+NO_RECOMPUTE = [
+    ("train.save_every", lambda c: c["train"].update(save_every=7), set()),
+    ("train.threads", lambda c: c["train"].update(threads=2), set()),
+    ("train.device", lambda c: c["train"].update(device="cuda"), set()),  # the dry run needs no GPU
+    ("train.compile", lambda c: c["train"].update(compile=True), set()),
+    ("resample.plot_dims", lambda c: c["resample"].update(plot_dims=1), {"plot_implied_prior", "all"}),
+]
+
+
+@pytest.mark.parametrize("key, change, replanned", NO_RECOMPUTE, ids=[k for k, _, _ in NO_RECOMPUTE])
+def test_execution_and_plot_settings_rerun_no_computation(pipeline, tmp_path, key, change, replanned):
+    config = copy.deepcopy(TEST_CONFIG)
+    change(config)
+    jobs = planned_jobs(snakemake(pipeline, "-n", config=write_config(tmp_path / "changed.yaml", config)))
+    assert set(jobs) == replanned, jobs
+
+
+def test_a_new_pool_size_plans_only_its_own_chain_and_the_aggregates(pipeline, tmp_path):
+    config = copy.deepcopy(TEST_CONFIG)
+    config["pool_sizes"] = [1, 4, 16, "inf"]
+    result = snakemake(pipeline, "-n", config=write_config(tmp_path / "more.yaml", config))
+    jobs = planned_jobs(result)
+    own_chain = {"pool": 1, "eval_set": 1, "train": 1, "evaluate": 2, "resample": 2, "resample_reference": 1, "resample_stats": 1}
+    aggregates = {"aggregate_eval": 1, "aggregate_train_log": 1, "aggregate_resample": 1}
+    figures = {"plot_task_diversity": 1, "plot_losses": 1, "plot_posterior": 1, "plot_implied_prior": 1, "all": 1}
+    assert jobs == own_chain | aggregates | figures
+    # Every job of the chain is pool 16's (eval_set names its tasks 'M16').
+    assert {w.get("M") or w["tasks"] for w in planned_wildcards(result, *own_chain)} == {"16", "M16"}
+
+
+def test_the_task_diversity_figure_waits_for_no_resampling(tmp_path_factory):
+    workdir = new_workdir(tmp_path_factory, "figure-only")
+    jobs = planned_jobs(snakemake(workdir, "-n", f"{RESULTS}/figures/task_diversity.png"))
+    assert jobs.get("evaluate") == 3 * 2 and jobs.get("plot_task_diversity") == 1, jobs
+    assert not [rule for rule in jobs if "resample" in rule], jobs
+
+
+def test_the_parse_path_imports_no_torch(pipeline):
+    check = "import lrpfn.config, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", check], check=True)
+    # Every module a dry run imports, from Python's own import trace.
+    command = snakemake_command(pipeline, "-n")
+    result = subprocess.run([command[0], "-X", "importtime", *command[1:]], capture_output=True, text=True, cwd=pipeline)
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert "lrpfn.config" in imported and "snakemake" in imported
+    assert not [name for name in imported if name.split(".")[0] == "torch"]
 
 
 def test_one_eval_file_builds_just_its_chain(tmp_path_factory):
@@ -143,14 +248,22 @@ BAD_CONFIGS = [
     (lambda c: c["resample"].update(path_length=7), "resample.path_length"),  # past context_length=6
     (lambda c: c["train"].update(precision="float16"), "['precision']"),
     (lambda c: c["train"].update(compile="yes"), "['compile']"),
+    (lambda c: c["resample"].update(plot_dims=3), "resample.plot_dims: 3 exceeds dim=2"),
+    (lambda c: c["resample"].update(path_length=4, prefix_length=4), "within resample.path_length=4"),
+    (lambda c: c["resample"].update(n_prefixes=65), "eval.n_sequences=64"),
+    (lambda c: c.update(context_length=1, resample={**c["resample"], "prefix_length": 2}), "resample.path_length=1"),
 ]
 
 
-def validate_config(config: dict) -> None:
+def validate_config(config: dict) -> dict:
+    """What the Snakefile does with a config: schema (with its defaults), derived defaults, checks."""
     from snakemake.utils import validate
 
-    validate(copy.deepcopy(config), str(REPO / "workflow/schemas/config.schema.yaml"))
+    config = copy.deepcopy(config)
+    validate(config, str(SCHEMA))
+    complete(config)
     check_experiment(config)
+    return config
 
 
 @pytest.mark.parametrize("change, expected", BAD_CONFIGS, ids=[e for _, e in BAD_CONFIGS])
@@ -175,6 +288,35 @@ def test_the_shipped_configs_are_valid():
     validate_config(default)
     for path in sorted((REPO / "configs").glob("*.yaml")):
         validate_config(overlay(default, yaml.safe_load(path.read_text())))
+
+
+# The default config with only the experiment's shape changed, below the defaults' plot_dims
+# (3) and the default prefix_length (D = 4).
+SMALL_SHAPE = {"dim": 2, "context_length": 4, "noise_var": 0.0625, "pool_sizes": [1, 8, "inf"]}
+
+
+def test_defaults_follow_the_experiment():
+    default = yaml.safe_load((REPO / "config.yaml").read_text())
+    resample = validate_config(overlay(default, SMALL_SHAPE))["resample"]
+    assert (resample["path_length"], resample["prefix_length"], resample["plot_dims"], resample["checkpoints"]) == (4, 2, 2, 4)
+    resample = validate_config(default)["resample"]  # D = 4, K = 16
+    assert (resample["path_length"], resample["prefix_length"], resample["plot_dims"], resample["checkpoints"]) == (16, 4, 3, 4)
+    few = overlay(default, {"train": {"checkpoints": 2}, "resample": {"prefix_length": 1}})
+    resample = validate_config(few)["resample"]
+    assert resample["checkpoints"] == 2 and resample["prefix_length"] == 1  # what the user sets stays
+
+
+def test_an_overlay_of_the_experiments_shape_alone_runs_end_to_end(tmp_path_factory):
+    # SMALL_SHAPE on the default config; only the sizes that set the run time are cut (steps,
+    # evaluation and resampling sizes), none that the shape's defaults follow.
+    default = yaml.safe_load((REPO / "config.yaml").read_text())
+    fast = {"results": "results/small", "train": {"steps": 40}, "eval": {"n_sequences": 32}, "resample": {"n_paths": 50}}
+    workdir = new_workdir(tmp_path_factory, "small", overlay(overlay(default, SMALL_SHAPE), fast))
+    snakemake(workdir)
+    stats = pd.read_parquet(workdir / "results/small/tables/resample_stats.parquet")
+    assert sorted(stats["dim"].unique()) == [0, 1] and sorted(stats.step.unique()) == [5, 10, 20, 40]
+    samples = pd.read_parquet(workdir / "results/small/resample/M8_seed0/step_0000040.parquet")
+    assert list(samples.columns[-2:]) == ["w_0", "w_1"] and len(samples) == 50 * (1 + 2 * 2)
 
 
 def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path_factory):

@@ -20,6 +20,7 @@ import torch
 # Phi^-1(3/4): a half-normal of scale s puts half its mass within 0.6745 s of its anchor.
 _HALF_NORMAL_MEDIAN = 0.6744897501960817
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_LOG_2 = math.log(2)
 _LOG_2_OVER_SQRT_2PI = math.log(2 / math.sqrt(2 * math.pi))
 
 
@@ -92,7 +93,9 @@ class BarDistribution(torch.nn.Module):
         means = 0.5 * (b[:-1] + b[1:])
         variances = widths**2 / 12
         half_normal_var = 1 - 2 / math.pi
-        means = torch.cat([(b[1] - s_left * _SQRT_2_OVER_PI).view(1), means[1:-1], (b[-2] + s_right * _SQRT_2_OVER_PI).view(1)])
+        means = torch.cat(
+            [(b[1] - s_left * _SQRT_2_OVER_PI).view(1), means[1:-1], (b[-2] + s_right * _SQRT_2_OVER_PI).view(1)]
+        )
         variances = torch.cat(
             [(s_left**2 * half_normal_var).view(1), variances[1:-1], (s_right**2 * half_normal_var).view(1)]
         )
@@ -122,6 +125,65 @@ class BarDistribution(torch.nn.Module):
         left = p[..., 0] * 2 * _normal_lower_tail((y - b[1]) / s_left)
         right = 1 - p[..., -1] * 2 * _normal_lower_tail((b[n - 1] - y) / s_right)
         return torch.where(idx == 0, left, torch.where(idx == n - 1, right, inner))
+
+    def log_cdf(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """log P(Y <= y), shape broadcast(logits.shape[:-1], y.shape).
+
+        Finite everywhere and accurate in log space: far into the left tail, where ``cdf``
+        underflows to 0, and in the right tail, where ``cdf`` rounds to 1 but this returns
+        log1p(-P(Y > y)) to near full relative precision.
+        """
+        log_cdf, log_sf = self._log_cdf_sf(logits, y)
+        return torch.where(log_sf < -_LOG_2, _log1mexp(log_sf), log_cdf)
+
+    def log_sf(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """log P(Y > y), shape broadcast(logits.shape[:-1], y.shape); the mirror image of ``log_cdf``."""
+        log_cdf, log_sf = self._log_cdf_sf(logits, y)
+        return torch.where(log_cdf < -_LOG_2, _log1mexp(log_cdf), log_sf)
+
+    def _log_cdf_sf(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log P(Y <= y) and log P(Y > y), each a log of a sum of positive terms, broadcast shape.
+
+        Each is exact to a few ulp relative to its own probability; a log near 0 (probability
+        near 1) is then only absolutely accurate, which the public methods repair through the
+        complement.
+        """
+        b, widths, s_left, s_right = self._geometry(logits.dtype)
+        log_p = torch.log_softmax(logits, dim=-1)
+        # log of the mass strictly below / strictly above each bucket, by logcumsumexp so that
+        # small masses keep their relative precision (1 - cumsum would cancel).
+        empty = torch.full_like(log_p[..., :1], -math.inf)
+        log_below = torch.cat([empty, torch.logcumsumexp(log_p, dim=-1)[..., :-1]], dim=-1)
+        log_above = torch.cat([torch.logcumsumexp(log_p.flip(-1), dim=-1).flip(-1)[..., 1:], empty], dim=-1)
+        log_p, y = _broadcast(log_p, y)
+        shape = y.shape
+        log_below, log_above = log_below.expand(*shape, -1), log_above.expand(*shape, -1)
+        n = self.n_buckets
+        idx = self._bucket_index(y)
+
+        def at(table, k):
+            return table.gather(-1, k.unsqueeze(-1)).squeeze(-1)
+
+        left, right = idx == 0, idx == n - 1
+        # Each branch sees y only where torch.where keeps it and a harmless stand-in elsewhere,
+        # so discarded branches hold no inf/NaN that would poison gradients.
+        k = idx.clamp(1, n - 2)
+        y_inner = torch.where(left | right, 0.5 * (b[k] + b[k + 1]), y)
+        z_left = (b[1] - torch.where(left, y, b[1] - s_left)) / s_left
+        z_right = (torch.where(right, y, b[n - 1] + s_right) - b[n - 1]) / s_right
+        # Inner bucket k: uniform, P(Y <= y) = below_k + p_k (y - b_k) / w_k.
+        log_p_k, log_w_k = at(log_p, k), torch.log(widths)[k]
+        inner_cdf = torch.logaddexp(at(log_below, k), log_p_k + torch.log(y_inner - b[k]) - log_w_k)
+        inner_sf = torch.logaddexp(at(log_above, k), log_p_k + torch.log(b[k + 1] - y_inner) - log_w_k)
+        # Tails: a half-normal holds 2 Phi(-z) of its mass beyond z scales from its anchor and
+        # erf(z / sqrt 2) between the anchor and there. log_ndtr stays finite for any z.
+        left_cdf = log_p[..., 0] + _LOG_2 + torch.special.log_ndtr(-z_left)
+        left_sf = torch.logaddexp(log_above[..., 0], log_p[..., 0] + torch.log(torch.erf(z_left / math.sqrt(2))))
+        right_sf = log_p[..., -1] + _LOG_2 + torch.special.log_ndtr(-z_right)
+        right_cdf = torch.logaddexp(log_below[..., -1], log_p[..., -1] + torch.log(torch.erf(z_right / math.sqrt(2))))
+        log_cdf = torch.where(left, left_cdf, torch.where(right, right_cdf, inner_cdf))
+        log_sf = torch.where(left, left_sf, torch.where(right, right_sf, inner_sf))
+        return log_cdf, log_sf
 
     def icdf(self, logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """Quantile function: the y with ``cdf(y) = q`` for q in (0, 1)."""
@@ -153,13 +215,20 @@ class BarDistribution(torch.nn.Module):
         u = torch.rand(idx.shape, generator=generator, device=logits.device, dtype=logits.dtype)
         z = torch.randn(idx.shape, generator=generator, device=logits.device, dtype=logits.dtype).abs()
         n = self.n_buckets
-        y = torch.where(idx == 0, b[1] - s_left * z, torch.where(idx == n - 1, b[n - 1] + s_right * z, b[idx] + widths[idx] * u))
+        y = torch.where(
+            idx == 0, b[1] - s_left * z, torch.where(idx == n - 1, b[n - 1] + s_right * z, b[idx] + widths[idx] * u)
+        )
         return y.reshape(batch_shape)
 
 
 def _normal_lower_tail(z: torch.Tensor) -> torch.Tensor:
     """Phi(z) for z <= 0 via erfc: keeps relative precision far into the tail (ndtr underflows at z < -8)."""
     return 0.5 * torch.special.erfc(-z / math.sqrt(2))
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x < -log 2, where log1p is exact (Maechler 2012); larger x is clamped."""
+    return torch.log1p(-torch.exp(x.clamp(max=-_LOG_2)))
 
 
 def _broadcast(logits: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

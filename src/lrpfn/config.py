@@ -1,21 +1,171 @@
-"""An experiment config (``config.yaml``) as typed run configs.
+"""An experiment config (``config.yaml``) as typed run configs; imports no torch.
 
-The JSON schema (``workflow/schemas/config.schema.yaml``) checks keys, types and ranges;
-:func:`check_experiment` adds the checks a schema cannot express. Both run before any
-job starts and name the offending key.
+Settings come in two kinds, kept apart so that a result's identity holds only what
+determines its numbers:
+
+* **science** — data, model, optimisation, steps, precision: :class:`RunConfig` (with its
+  :class:`ModelConfig` and :class:`TrainConfig`). It is the train/evaluate/resample rules'
+  ``params`` and the identity stored in every checkpoint; changing it reruns the run.
+* **execution** — device, threads, how often to save the resume state, compilation:
+  :class:`ExecutionConfig`. Changing it reruns nothing and leaves checkpoints valid, so a
+  run trained on a GPU node is evaluated on a laptop.
+
+Defaults have one home, the JSON schema beside this module (``config.schema.yaml``); the
+dataclasses read theirs from it. Settings that follow the experiment's shape (the
+resampling path length is the context length, ...) are filled in by :func:`complete`;
+:func:`check_experiment` adds what a schema cannot express. All three run before any job
+starts (in the Snakefile), and every error names the key.
+
+This module is on the Snakefile's parse path, which every cluster job repeats: keep it to
+the standard library and pyyaml.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
-from .model import ModelConfig
-from .train import RunConfig, TrainConfig
+import yaml
+
+SCHEMA = Path(__file__).with_name("config.schema.yaml")
 
 
 class ConfigError(ValueError):
     """An invalid experiment config; the message names the key."""
+
+
+def _schema_defaults() -> dict[str, dict]:
+    """``{section: {key: default}}`` for every key of a section that has a schema default."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    return {
+        section: {key: spec["default"] for key, spec in body.get("properties", {}).items() if "default" in spec}
+        for section, body in schema["properties"].items()
+        if body.get("type") == "object"
+    }
+
+
+DEFAULTS = _schema_defaults()
+
+
+def _default(section: str, key: str):
+    return field(default=DEFAULTS[section][key])
+
+
+# --- science ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    dim: int  # D, input dimension
+    n_buckets: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_mlp: int
+
+    def __post_init__(self):
+        for name in ("dim", "n_buckets", "d_model", "n_layers", "n_heads", "d_mlp"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model config {name} must be positive, got {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What determines a run's weights, besides data and model."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    warmup: float  # fraction of steps with linear warm-up
+    checkpoints: int  # number of checkpoints, spaced by factors of 2 ending at `steps`
+    decay: str = _default("train", "decay")  # "cosine" or "linear", from the peak down to 0 at the last step
+    weight_decay: float = _default("train", "weight_decay")
+    grad_clip: float = _default("train", "grad_clip")  # max global grad norm; 0 disables
+    precision: str = _default("train", "precision")  # "float32" or "bfloat16" (autocast; loss in float32)
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoints < 1:
+            raise ValueError("train steps, batch_size and checkpoints must be positive")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"train warmup is a fraction in [0, 1), got {self.warmup}")
+        if self.decay not in ("cosine", "linear"):
+            raise ValueError(f"train decay must be 'cosine' or 'linear', got {self.decay!r}")
+        if self.lr <= 0:
+            raise ValueError(f"train lr must be positive, got {self.lr}")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"train precision must be 'float32' or 'bfloat16', got {self.precision!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run's identity: everything that determines its checkpoints' numbers."""
+
+    dim: int
+    context_length: int
+    noise_var: float
+    pool_size: float  # math.inf for the true prior
+    seed: int
+    model: ModelConfig
+    train: TrainConfig
+    border_seed: int = 0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["pool_size"] = str(self.pool_size)  # 'inf' survives JSON and weights-only loading
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        data = dict(data)
+        data["pool_size"] = float(data["pool_size"])
+        data["model"] = ModelConfig(**data["model"])
+        data["train"] = TrainConfig(**data["train"])
+        return cls(**data)
+
+
+# --- execution -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """How a run is executed; never part of a result's identity."""
+
+    device: str = _default("train", "device")  # "cpu", "cuda", "cuda:N" or "auto" (a GPU when present)
+    threads: int = _default("train", "threads")
+    save_every: int = _default("train", "save_every")  # steps between resume states
+    compile: bool = _default("train", "compile")  # torch.compile the forward pass
+
+    def __post_init__(self):
+        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
+            raise ValueError(f"train device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
+        if self.threads < 1 or self.save_every < 1:
+            raise ValueError("train threads and save_every must be positive")
+
+
+SCIENCE_KEYS = frozenset(f.name for f in fields(TrainConfig))
+EXECUTION_KEYS = frozenset(f.name for f in fields(ExecutionConfig))
+
+
+# --- schedule --------------------------------------------------------------------------
+
+
+def checkpoint_steps(config: TrainConfig) -> list[int]:
+    """Log-spaced checkpoint steps: ``steps / 2^j`` for j = checkpoints-1 .. 0 (deduplicated)."""
+    steps = {max(1, round(config.steps / 2**j)) for j in range(config.checkpoints)}
+    return sorted(steps)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:07d}.pt"
+
+
+# --- pool sizes ------------------------------------------------------------------------
 
 
 def format_pool_size(pool_size: float | int | str) -> str:
@@ -36,21 +186,19 @@ def pool_sizes(config: dict) -> list[str]:
     return [format_pool_size(m) for m in sorted(parse_pool_size(m) for m in config["pool_sizes"])]
 
 
-def finite_pool_sizes(config: dict) -> list[str]:
-    return [m for m in pool_sizes(config) if m != "inf"]
+# --- experiment -> run configs ---------------------------------------------------------
 
 
-def _train_settings(config: dict, pool_size: str) -> dict:
-    names = {f.name for f in fields(TrainConfig)}
-    settings = {k: v for k, v in config["train"].items() if k in names}
+def train_config(config: dict, pool_size: str) -> TrainConfig:
+    """The science of ``train``, with the pool size's ``overrides`` merged over it."""
+    settings = {k: v for k, v in config["train"].items() if k in SCIENCE_KEYS}
     overrides = {format_pool_size(k): v for k, v in config.get("overrides", {}).items()}
-    settings.update(overrides.get(pool_size, {}))
-    return settings
+    settings.update(overrides.get(format_pool_size(pool_size), {}))
+    return TrainConfig(**settings)
 
 
 def run_config(config: dict, pool_size: str, seed: int) -> RunConfig:
-    """The :class:`RunConfig` of one training job."""
-    settings = _train_settings(config, format_pool_size(pool_size))
+    """The :class:`RunConfig` (identity) of one training job."""
     return RunConfig(
         dim=config["dim"],
         context_length=config["context_length"],
@@ -58,12 +206,46 @@ def run_config(config: dict, pool_size: str, seed: int) -> RunConfig:
         pool_size=parse_pool_size(pool_size),
         seed=int(seed),
         model=ModelConfig(dim=config["dim"], **config["model"]),
-        train=TrainConfig(**settings),
+        train=train_config(config, pool_size),
     )
 
 
+def execution_config(config: dict) -> ExecutionConfig:
+    """How training jobs run: the execution keys of ``train``."""
+    return ExecutionConfig(**{k: v for k, v in config["train"].items() if k in EXECUTION_KEYS})
+
+
+def resampled_steps(config: dict) -> list[int]:
+    """The checkpoint steps that are resampled: the last ``resample.checkpoints`` of every run."""
+    steps = checkpoint_steps(train_config(config, pool_sizes(config)[0]))
+    return steps[-config["resample"]["checkpoints"] :]
+
+
+# --- defaults that follow the experiment, and checks beyond the schema -----------------
+
+
+def complete(config: dict) -> dict:
+    """Fill in place the settings whose defaults follow the experiment's shape; returns ``config``.
+
+    * ``resample.path_length``: the trained ``context_length``;
+    * ``resample.prefix_length``: D observed pairs (where least squares becomes determined),
+      at most one less than the path length;
+    * ``resample.checkpoints``: the last 4 checkpoints, or all of them when there are fewer;
+    * ``resample.plot_dims``: 3, or D when D < 3.
+
+    A value the user set stays, and :func:`check_experiment` judges it.
+    """
+    resample = config["resample"]
+    resample.setdefault("path_length", config["context_length"])
+    resample.setdefault("prefix_length", max(1, min(config["dim"], resample["path_length"] - 1)))
+    n_checkpoints = len(checkpoint_steps(train_config(config, pool_sizes(config)[0])))
+    resample.setdefault("checkpoints", min(4, n_checkpoints))
+    resample.setdefault("plot_dims", min(3, config["dim"]))
+    return config
+
+
 def check_experiment(config: dict) -> None:
-    """Checks beyond the schema; raises :class:`ConfigError` naming the key."""
+    """Checks beyond the schema, on a :func:`complete` config; raises :class:`ConfigError` naming the keys."""
     model = config["model"]
     if model["d_model"] % model["n_heads"]:
         raise ConfigError(f"model.n_heads: {model['n_heads']} does not divide model.d_model={model['d_model']}")
@@ -75,28 +257,45 @@ def check_experiment(config: dict) -> None:
             raise ConfigError(f"overrides.{key}: not a pool size") from None
         if name not in sizes:
             raise ConfigError(f"overrides.{key}: pool size {key} is not in pool_sizes {sizes}")
-    if config["train"]["checkpoints"] > config["train"]["steps"]:
+    train = config["train"]
+    if train["checkpoints"] > train["steps"]:
         raise ConfigError(
-            f"train.checkpoints: {config['train']['checkpoints']} checkpoints need at least as many steps "
-            f"(train.steps={config['train']['steps']})"
+            f"train.checkpoints: {train['checkpoints']} checkpoints need at least as many steps "
+            f"(train.steps={train['steps']})"
         )
-    resample = config["resample"]
-    if resample["path_length"] > config["context_length"] and not resample.get("allow_extrapolation", False):
+    resample, context_length = config["resample"], config["context_length"]
+    if resample["path_length"] > context_length and not resample.get("allow_extrapolation", False):
         raise ConfigError(
             f"resample.path_length: {resample['path_length']} points exceed the trained context_length="
-            f"{config['context_length']}; set resample.allow_extrapolation: true to resample past it"
+            f"{context_length}; set resample.allow_extrapolation: true to resample past it"
         )
-    if resample["prefix_length"] >= resample["path_length"]:
+    if resample["n_prefixes"] > 0:
+        if resample["prefix_length"] >= resample["path_length"]:
+            raise ConfigError(
+                f"resample.prefix_length: {resample['prefix_length']} leaves no step to resample "
+                f"within resample.path_length={resample['path_length']}"
+            )
+        if resample["prefix_length"] > context_length:
+            raise ConfigError(
+                f"resample.prefix_length: {resample['prefix_length']} exceeds context_length={context_length}"
+            )
+    if resample["n_prefixes"] > config["eval"]["n_sequences"]:
         raise ConfigError(
-            f"resample.prefix_length: {resample['prefix_length']} leaves no step to resample "
-            f"within resample.path_length={resample['path_length']}"
+            f"resample.n_prefixes: {resample['n_prefixes']} prefixes from an evaluation set of "
+            f"eval.n_sequences={config['eval']['n_sequences']}"
         )
-    if resample["prefix_length"] > config["context_length"]:
-        raise ConfigError(f"resample.prefix_length: {resample['prefix_length']} exceeds context_length={config['context_length']}")
-    if resample["checkpoints"] > config["train"]["checkpoints"]:
+    n_checkpoints = len(checkpoint_steps(train_config(config, sizes[0])))
+    if resample["checkpoints"] > n_checkpoints:
         raise ConfigError(
-            f"resample.checkpoints: {resample['checkpoints']} exceeds the {config['train']['checkpoints']} train.checkpoints"
+            f"resample.checkpoints: {resample['checkpoints']} exceeds the {n_checkpoints} checkpoints of "
+            f"train.checkpoints={train['checkpoints']}, train.steps={train['steps']}"
         )
+    if resample["plot_dims"] > config["dim"]:
+        raise ConfigError(f"resample.plot_dims: {resample['plot_dims']} exceeds dim={config['dim']}")
+    try:
+        execution_config(config)
+    except ValueError as err:
+        raise ConfigError(f"train: {err}") from err
     for pool_size in sizes:
         for seed in config["seeds"]:
             try:

@@ -72,24 +72,47 @@ def per_sequence_metrics(
 
 def evaluate_checkpoint(
     model: PFN, bar: BarDistribution, eval_sets: dict[str, Batch], pool: torch.Tensor | None, noise_var: float
-) -> pd.DataFrame:
-    """Per-position metrics on each named evaluation set, stacked with a ``tasks`` column."""
-    tables = []
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every metric on each named evaluation set, as two tables with a ``tasks`` column:
+
+    * per position: the mean over sequences and its standard error (``<metric>_se``);
+    * per sequence: the mean over positions — what a paired comparison of two predictors
+      over the same sequences needs (the closer-to-ridge threshold, :mod:`lrpfn.sweep`).
+    """
+    positions, sequences = [], []
     for tasks, batch in eval_sets.items():
-        table = position_metrics(model, bar, batch, pool, noise_var)
-        table.insert(0, "tasks", tasks)
-        tables.append(table)
-    return pd.concat(tables, ignore_index=True)
+        values = per_sequence_metrics(model, bar, batch, pool, noise_var)
+        positions.append(position_table(values).assign(tasks=tasks))
+        sequences.append(sequence_table(values).assign(tasks=tasks))
+    return _tasks_first(positions), _tasks_first(sequences)
+
+
+def _tasks_first(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    table = pd.concat(tables, ignore_index=True)
+    return table[["tasks", *(c for c in table.columns if c != "tasks")]]
+
+
+def position_table(values: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """One row per position: the mean of each (B, K) metric over sequences and its standard error."""
+    n, k = next(iter(values.values())).shape
+    frame = pd.DataFrame({"position": range(k)})
+    for name, v in values.items():
+        frame[name] = v.mean(0).numpy()
+        frame[f"{name}_se"] = (v.std(0) / n**0.5).numpy()
+    return frame
+
+
+def sequence_table(values: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """One row per sequence: each (B, K) metric averaged over positions."""
+    n, _ = next(iter(values.values())).shape
+    frame = pd.DataFrame({"sequence": range(n)})
+    for name, v in values.items():
+        frame[name] = v.mean(1).numpy()
+    return frame
 
 
 def position_metrics(
     model: PFN, bar: BarDistribution, batch: Batch, pool: torch.Tensor | None, noise_var: float
 ) -> pd.DataFrame:
     """One row per position: the mean of each metric over sequences and its standard error."""
-    values = per_sequence_metrics(model, bar, batch, pool, noise_var)
-    n = batch.x.shape[0]
-    frame = pd.DataFrame({"position": range(batch.x.shape[1])})
-    for name, v in values.items():
-        frame[name] = v.mean(0).numpy()
-        frame[f"{name}_se"] = (v.std(0) / n**0.5).numpy()
-    return frame
+    return position_table(per_sequence_metrics(model, bar, batch, pool, noise_var))

@@ -21,33 +21,16 @@ earlier tokens computed.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import ModelConfig
+
+__all__ = ["PFN", "KVCache", "ModelConfig", "attention_mask"]
+
 QUERY, PAIR = 0, 1
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    dim: int  # D, input dimension
-    n_buckets: int = 256
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    d_mlp: int = 512
-
-    def __post_init__(self):
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
-        for name in ("dim", "n_buckets", "d_model", "n_layers", "n_heads", "d_mlp"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"model config {name} must be positive, got {getattr(self, name)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def attention_mask(context_length: int, device=None) -> torch.Tensor:

@@ -119,12 +119,17 @@ def task_diversity_figure(summary: pd.DataFrame, thresholds: pd.DataFrame) -> pl
 
 
 def _mark_thresholds(ax, thresholds: pd.DataFrame):
-    styles = {"closer_to_ridge": ("-", "M* (closer to ridge)"), "budget_crossing": ("--", "M* (budget crossing)")}
+    """M* as a vertical line; an unresolved closer-to-ridge estimate as its shaded bracket."""
+    styles = {
+        "closer_to_ridge": ("-", "M* (closer to ridge)"),
+        "budget_crossing": ("--", "M* (budget crossing, checkpoint proxy)"),
+    }
     for _, row in thresholds.iterrows():
-        star = row.pool_size_star
-        if np.isfinite(star):
-            ls, label = styles[row.method]
-            ax.axvline(star, color="0.3", ls=ls, lw=1, label=label)
+        ls, label = styles[row.method]
+        if np.isfinite(row.pool_size_star):
+            ax.axvline(row.pool_size_star, color="0.3", ls=ls, lw=1, label=label)
+        elif row.method == "closer_to_ridge" and np.isfinite(row.lower) and np.isfinite(row.upper):
+            ax.axvspan(row.lower, row.upper, color="0.85", zorder=0, label="M* bracket (unresolved)")
 
 
 def losses_figure(logs: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:

@@ -24,7 +24,6 @@ import torch
 from .io import read_parquet
 
 
-
 def master_pool(max_size: int, dim: int, seed: int) -> torch.Tensor:
     """The seeded master draw of task vectors, (max_size, dim) float32.
 
@@ -58,6 +57,14 @@ class Batch:
     w: torch.Tensor
     target: torch.Tensor
     task: torch.Tensor  # (B,) pool index of each sequence, -1 for the true prior
+
+    def to(self, device) -> Batch:
+        """The batch on ``device`` (the same tensors when they are there already).
+
+        The copy does not wait for the device's queued work, so drawing the next batch on
+        the CPU overlaps with the GPU computing the current step.
+        """
+        return Batch(**{name: getattr(self, name).to(device, non_blocking=True) for name in ("x", "y", "w", "target", "task")})
 
 
 def sample_batch(

@@ -1,22 +1,22 @@
 """Training one PFN run (SPEC §5): one pool size, one seed.
 
 A run is a pure function of its :class:`RunConfig`: the learning-rate schedule, the
-checkpoint steps, the initial weights and every training batch follow from it. Output
-folder layout::
+checkpoint steps, the initial weights and every training batch follow from it. How it is
+executed (:class:`ExecutionConfig`: device, threads, resume-state interval, compilation)
+changes float rounding at most. Output folder layout::
 
     out_dir/step_0000250.pt ...   checkpoints (weights, model config, borders, step)
     out_dir/log.parquet           per-step table: step, loss, lr
     out_dir/resume.pt             rolling resume state while the run is in progress
 
 A killed run restarted with the same config continues from ``resume.pt`` and ends with
-exactly the weights of an uninterrupted run (CPU).
+exactly the weights of an uninterrupted run on the same device.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -25,8 +25,9 @@ from tqdm.auto import tqdm
 
 from .buckets import BarDistribution, prior_borders
 from .checkpoint import checkpoint_payload, save_checkpoint
+from .config import ExecutionConfig, RunConfig, TrainConfig, checkpoint_name, checkpoint_steps
 from .io import load_torch, save_torch, write_parquet
-from .model import PFN, ModelConfig
+from .model import PFN
 from .tasks import sample_batch
 
 log = logging.getLogger(__name__)
@@ -36,61 +37,6 @@ _READ_EVERY = 100  # steps between reads of the loss from the device (each one w
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int
-    batch_size: int = 128
-    lr: float = 1e-3
-    warmup: float = 0.05  # fraction of steps with linear warm-up
-    decay: str = "cosine"  # "cosine" or "linear", from the peak down to 0 at the last step
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0  # max global grad norm; 0 disables
-    checkpoints: int = 6  # number of checkpoints, spaced by factors of 2 ending at `steps`
-    save_every: int = 500  # steps between resume states
-    device: str = "cpu"  # "cpu", "cuda" or "auto" (a GPU when one is present)
-    precision: str = "float32"  # "float32" or "bfloat16" (autocast of the forward pass; loss in float32)
-    compile: bool = False  # torch.compile the forward pass (pays a compilation up front)
-
-    def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1 or self.checkpoints < 1 or self.save_every < 1:
-            raise ValueError("train steps, batch_size, checkpoints and save_every must be positive")
-        if not 0 <= self.warmup < 1:
-            raise ValueError(f"train warmup is a fraction in [0, 1), got {self.warmup}")
-        if self.decay not in ("cosine", "linear"):
-            raise ValueError(f"train decay must be 'cosine' or 'linear', got {self.decay!r}")
-        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
-            raise ValueError(f"train device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
-        if self.lr <= 0:
-            raise ValueError(f"train lr must be positive, got {self.lr}")
-        if self.precision not in ("float32", "bfloat16"):
-            raise ValueError(f"train precision must be 'float32' or 'bfloat16', got {self.precision!r}")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    dim: int
-    context_length: int
-    noise_var: float
-    pool_size: float  # math.inf for the true prior
-    seed: int
-    model: ModelConfig
-    train: TrainConfig
-    border_seed: int = 0
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["pool_size"] = str(self.pool_size)  # 'inf' survives JSON and weights-only loading
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RunConfig:
-        data = dict(data)
-        data["pool_size"] = float(data["pool_size"])
-        data["model"] = ModelConfig(**data["model"])
-        data["train"] = TrainConfig(**data["train"])
-        return cls(**data)
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -104,24 +50,10 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def checkpoint_steps(config: TrainConfig) -> list[int]:
-    """Log-spaced checkpoint steps: ``steps / 2^j`` for j = checkpoints-1 .. 0 (deduplicated)."""
-    steps = {max(1, round(config.steps / 2**j)) for j in range(config.checkpoints)}
-    return sorted(steps)
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step_{step:07d}.pt"
-
-
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def _generator(seed: int, device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 def make_optimizer(model: PFN, config: TrainConfig) -> torch.optim.Optimizer:
@@ -136,9 +68,11 @@ class Stepper:
     so the training loop collects losses and reads them in blocks.
     """
 
-    def __init__(self, model: PFN, bar: BarDistribution, optimizer: torch.optim.Optimizer, config: TrainConfig):
+    def __init__(
+        self, model: PFN, bar: BarDistribution, optimizer: torch.optim.Optimizer, config: TrainConfig, compile: bool = False
+    ):
         self.model, self.bar, self.optimizer, self.config = model, bar, optimizer, config
-        self.forward = torch.compile(model) if config.compile else model
+        self.forward = torch.compile(model) if compile else model
         self.device_type = next(model.parameters()).device.type
         self.autocast = config.precision == "bfloat16"
 
@@ -165,25 +99,34 @@ def build(run: RunConfig) -> tuple[PFN, BarDistribution]:
     return model, bar
 
 
-def train(run: RunConfig, pool: torch.Tensor | None, out_dir: str | Path, progress: bool = True) -> list[Path]:
+def train(
+    run: RunConfig,
+    pool: torch.Tensor | None,
+    out_dir: str | Path,
+    execution: ExecutionConfig = ExecutionConfig(),
+    progress: bool = True,
+) -> list[Path]:
     """Train one run, writing checkpoints and the log table into ``out_dir``.
 
-    ``pool`` is the (M, D) task pool, or None for the true prior. Resumes from
-    ``out_dir/resume.pt`` when it holds a state of the same config. Returns the
+    ``pool`` is the (M, D) task pool, or None for the true prior. ``execution`` says where
+    and how (device, resume-state interval, compilation); it changes no number beyond float
+    rounding: batches are drawn on the CPU from a generator seeded with ``run.seed`` and
+    then moved to the device, so a run sees the same data on every device, and its resume
+    state (whose generator state is the CPU's) can be resumed on another device. Resumes
+    from ``out_dir/resume.pt`` when it holds a state of the same run config. Returns the
     checkpoint paths.
     """
     out_dir = Path(out_dir)
     cfg = run.train
-    device = resolve_device(cfg.device)
+    device = resolve_device(execution.device)
     if pool is not None and tuple(pool.shape) != (int(run.pool_size), run.dim):
         raise ValueError(f"pool has shape {tuple(pool.shape)}, run expects ({int(run.pool_size)}, {run.dim})")
-    pool = None if pool is None else pool.to(device)
 
     model, bar = build(run)
     model.to(device)
     bar.to(device)
     optimizer = make_optimizer(model, cfg)
-    generator = _generator(run.seed, device)
+    generator = torch.Generator().manual_seed(run.seed)  # CPU: the same batches on every device
     history: dict[str, list] = {"step": [], "loss": [], "lr": []}
     # Checkpoints written so far travel with the resume state: a workflow manager may delete
     # the files of a killed job, and the resumed run restores them.
@@ -222,7 +165,7 @@ def train(run: RunConfig, pool: torch.Tensor | None, out_dir: str | Path, progre
         )
 
     ckpt_steps = set(checkpoint_steps(cfg))
-    stepper = Stepper(model, bar, optimizer, cfg)
+    stepper = Stepper(model, bar, optimizer, cfg, compile=execution.compile)
     pending: list[torch.Tensor] = []  # losses not yet read back from the device
 
     def read_losses():
@@ -244,12 +187,12 @@ def train(run: RunConfig, pool: torch.Tensor | None, out_dir: str | Path, progre
                     desc=f"M={run.pool_size:g} seed={run.seed}", mininterval=2.0)
     for step in bar_iter:
         lr = learning_rate(step, cfg)
-        batch = sample_batch(cfg.batch_size, run.context_length, run.dim, run.noise_var, pool, generator)
+        batch = sample_batch(cfg.batch_size, run.context_length, run.dim, run.noise_var, pool, generator).to(device)
         pending.append(stepper(batch, lr))
         history["step"].append(step)
         history["lr"].append(lr)
         is_checkpoint = step in ckpt_steps
-        is_resume_point = step % cfg.save_every == 0 and step < cfg.steps
+        is_resume_point = step % execution.save_every == 0 and step < cfg.steps
         if is_checkpoint or is_resume_point or step % _READ_EVERY == 0 or step == cfg.steps:
             read_losses()  # before anything is written: a diverged run leaves no artifact
             recent = history["loss"][-_READ_EVERY:]

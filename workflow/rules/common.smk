@@ -10,18 +10,31 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 )
 
-from lrpfn.config import check_experiment, finite_pool_sizes, pool_sizes, run_config
-from lrpfn.train import checkpoint_name, checkpoint_steps
+# The parse path (every cluster job repeats it) imports the config layer only: no torch.
+from lrpfn.config import (
+    SCHEMA,
+    check_experiment,
+    checkpoint_name,
+    checkpoint_steps,
+    complete,
+    execution_config,
+    pool_sizes,
+    resampled_steps,
+    run_config,
+    train_config,
+)
 
-validate(config, "../schemas/config.schema.yaml")
+validate(config, str(SCHEMA))
+complete(config)
 check_experiment(config)
 
 RESULTS = config["results"]
 POOL_SIZES = pool_sizes(config)
 SEEDS = [int(s) for s in config["seeds"]]
 # Checkpoint steps are shared by every run (overrides cannot change steps or checkpoints).
-CHECKPOINT_STEPS = checkpoint_steps(run_config(config, POOL_SIZES[0], SEEDS[0]).train)
-TRAIN_DEVICE = config["train"].get("device", "auto")
+CHECKPOINT_STEPS = checkpoint_steps(train_config(config, POOL_SIZES[0]))
+RESAMPLE_STEPS = resampled_steps(config)
+EXECUTION = execution_config(config)
 
 
 wildcard_constraints:
@@ -32,6 +45,17 @@ wildcard_constraints:
 
 def run_dir(M="{M}", seed="{seed}"):
     return f"{RESULTS}/runs/M{M}_seed{seed}"
+
+
+def run_identity(wildcards):
+    """The run's science (RunConfig as a dict): the only training settings a rule may
+    take as params, so that execution settings (device, threads, ...) rerun nothing."""
+    return run_config(config, wildcards.M, wildcards.seed).to_dict()
+
+
+def resample_settings(*keys):
+    """The resampling settings a rule reads, and only those (plot_dims reruns no sampler)."""
+    return {key: config["resample"][key] for key in keys}
 
 
 def pool_file(wildcards):
@@ -48,16 +72,17 @@ def pool_eval_file(wildcards):
     return f"{RESULTS}/tasks/eval_M{wildcards.M}.parquet"
 
 
-def eval_files():
+def runs():
+    return [(M, seed) for M in POOL_SIZES for seed in SEEDS]
+
+
+def eval_files(kind=""):
+    """Per-position (kind '') or per-sequence (kind '_sequences') tables of every checkpoint."""
     return [
-        f"{RESULTS}/eval/M{M}_seed{seed}/step_{step:07d}.parquet"
-        for M in POOL_SIZES
-        for seed in SEEDS
+        f"{RESULTS}/eval/M{M}_seed{seed}/step_{step:07d}{kind}.parquet"
+        for M, seed in runs()
         for step in CHECKPOINT_STEPS
     ]
-
-
-RESAMPLE_STEPS = CHECKPOINT_STEPS[-config["resample"]["checkpoints"] :]
 
 
 def resample_files(M, seed):
@@ -68,27 +93,29 @@ def resample_files(M, seed):
 
 
 def resample_stats_files():
-    return [
-        f"{RESULTS}/resample/M{M}_seed{seed}_stats.parquet"
-        for M in POOL_SIZES
-        for seed in SEEDS
-    ]
+    return [f"{RESULTS}/resample/M{M}_seed{seed}_stats.parquet" for M, seed in runs()]
 
 
 def train_logs():
-    return [f"{run_dir(M, seed)}/log.parquet" for M in POOL_SIZES for seed in SEEDS]
+    return [f"{run_dir(M, seed)}/log.parquet" for M, seed in runs()]
 
 
+TABLES = [
+    "metrics",
+    "summary",
+    "sequences",
+    "closeness",
+    "thresholds",
+    "train_log",
+    "resample_stats",
+]
 FIGURES = ["mask", "task_diversity", "losses", "posterior"] + [
     f"implied_prior_M{M}" for M in POOL_SIZES
 ]
 
 
 def all_targets():
-    tables = [
-        f"{RESULTS}/tables/{name}.parquet"
-        for name in ("metrics", "summary", "thresholds", "train_log", "resample_stats")
-    ]
+    tables = [f"{RESULTS}/tables/{name}.parquet" for name in TABLES]
     figures = [
         f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")
     ]

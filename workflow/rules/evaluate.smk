@@ -1,12 +1,13 @@
 rule evaluate:
-    """SPEC §6 metrics per position of one checkpoint, on T_M and on T_true."""
+    """SPEC §6 metrics of one checkpoint on T_M and on T_true: per position and per sequence."""
     input:
         checkpoint=f"{run_dir()}/step_{{step}}.pt",
         pool=pool_file,
         eval_pool=pool_eval_file,
         eval_true=f"{RESULTS}/tasks/eval_true.parquet",
     output:
-        f"{RESULTS}/eval/M{{M}}_seed{{seed}}/step_{{step}}.parquet",
+        positions=f"{RESULTS}/eval/M{{M}}_seed{{seed}}/step_{{step}}.parquet",
+        sequences=f"{RESULTS}/eval/M{{M}}_seed{{seed}}/step_{{step}}_sequences.parquet",
     log:
         f"{RESULTS}/logs/eval/M{{M}}_seed{{seed}}_step{{step}}.log",
     benchmark:
@@ -19,27 +20,41 @@ rule evaluate:
         runtime=20,
     params:
         noise_var=config["noise_var"],
-        run=lambda wc: run_config(config, wc.M, wc.seed).to_dict(),
+        run=run_identity,
     script:
         "../scripts/evaluate.py"
 
 
-rule aggregate:
-    """Tidy tables over all runs: metrics, position means, M*, training logs, resampling statistics."""
+rule aggregate_eval:
+    """Every evaluation table stacked, position means, closeness per pool size and M*."""
     input:
-        evals=eval_files(),
-        logs=train_logs(),
-        resample_stats=resample_stats_files(),
+        positions=eval_files(),
+        sequences=eval_files("_sequences"),
     output:
         metrics=f"{RESULTS}/tables/metrics.parquet",
         summary=f"{RESULTS}/tables/summary.parquet",
+        sequences=f"{RESULTS}/tables/sequences.parquet",
+        closeness=f"{RESULTS}/tables/closeness.parquet",
         thresholds=f"{RESULTS}/tables/thresholds.parquet",
-        train_log=f"{RESULTS}/tables/train_log.parquet",
-        resample_stats=f"{RESULTS}/tables/resample_stats.parquet",
     log:
-        f"{RESULTS}/logs/aggregate.log",
+        f"{RESULTS}/logs/aggregate_eval.log",
     localrule: True
     conda:
         "../../envs/lrpfn.yaml"
     script:
-        "../scripts/aggregate.py"
+        "../scripts/aggregate_eval.py"
+
+
+rule aggregate_train_log:
+    """The training logs of every run in one table."""
+    input:
+        train_logs(),
+    output:
+        f"{RESULTS}/tables/train_log.parquet",
+    log:
+        f"{RESULTS}/logs/aggregate_train_log.log",
+    localrule: True
+    conda:
+        "../../envs/lrpfn.yaml"
+    script:
+        "../scripts/aggregate_train_log.py"

@@ -17,8 +17,8 @@ rule plot_mask:
 
 rule plot_task_diversity:
     input:
-        summary=rules.aggregate.output.summary,
-        thresholds=rules.aggregate.output.thresholds,
+        summary=rules.aggregate_eval.output.summary,
+        thresholds=rules.aggregate_eval.output.thresholds,
     output:
         png=report(
             f"{RESULTS}/figures/task_diversity.png",
@@ -37,8 +37,8 @@ rule plot_task_diversity:
 
 rule plot_losses:
     input:
-        summary=rules.aggregate.output.summary,
-        train_log=rules.aggregate.output.train_log,
+        summary=rules.aggregate_eval.output.summary,
+        train_log=rules.aggregate_train_log.output[0],
     output:
         png=report(
             f"{RESULTS}/figures/losses.png",
@@ -75,14 +75,14 @@ rule plot_implied_prior:
         "../../envs/lrpfn.yaml"
     params:
         dim=config["dim"],
-        n_dims=config["resample"].get("plot_dims", 3),
+        n_dims=config["resample"]["plot_dims"],
     script:
         "../scripts/plot_implied_prior.py"
 
 
 rule plot_posterior:
     input:
-        stats=rules.aggregate.output.resample_stats,
+        stats=rules.aggregate_resample.output[0],
     output:
         png=report(
             f"{RESULTS}/figures/posterior.png",

@@ -17,8 +17,10 @@ rule resample:
         mem_mb=2000,
         runtime=30,
     params:
-        settings=config["resample"],
-        run=lambda wc: run_config(config, wc.M, wc.seed).to_dict(),
+        settings=resample_settings(
+            "n_paths", "path_length", "prefix_length", "n_prefixes", "seed"
+        ),
+        run=run_identity,
     script:
         "../scripts/resample.py"
 
@@ -42,7 +44,9 @@ rule resample_reference:
         mem_mb=2000,
         runtime=30,
     params:
-        settings=config["resample"],
+        settings=resample_settings(
+            "n_paths", "path_length", "prefix_length", "n_prefixes", "seed"
+        ),
         dim=config["dim"],
         noise_var=config["noise_var"],
     script:
@@ -68,8 +72,23 @@ rule resample_stats:
         mem_mb=2000,
         runtime=20,
     params:
-        settings=config["resample"],
+        settings=resample_settings("prefix_length", "n_prefixes"),
         dim=config["dim"],
         noise_var=config["noise_var"],
     script:
         "../scripts/resample_stats.py"
+
+
+rule aggregate_resample:
+    """The resampling statistics of every run in one table."""
+    input:
+        resample_stats_files(),
+    output:
+        f"{RESULTS}/tables/resample_stats.parquet",
+    log:
+        f"{RESULTS}/logs/aggregate_resample.log",
+    localrule: True
+    conda:
+        "../../envs/lrpfn.yaml"
+    script:
+        "../scripts/aggregate_resample.py"

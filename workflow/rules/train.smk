@@ -1,5 +1,9 @@
 rule train:
-    """One PFN run per pool size and seed: checkpoints at log-spaced steps and a log table."""
+    """One PFN run per pool size and seed: checkpoints at log-spaced steps and a log table.
+
+    params hold the run's science only; device, threads, save_every and compile are read
+    from the config by the script (execution settings: changing them reruns nothing).
+    """
     input:
         pool=pool_file,
     output:
@@ -13,12 +17,12 @@ rule train:
         f"{RESULTS}/benchmarks/train/M{{M}}_seed{{seed}}.tsv"
     conda:
         "../../envs/lrpfn.yaml"
-    threads: config["train"].get("threads", 1)
+    threads: EXECUTION.threads
     resources:
         mem_mb=4000,
         runtime=120,
-        gpu=1 if TRAIN_DEVICE == "cuda" else 0,
+        gpu=1 if EXECUTION.device.startswith("cuda") else 0,
     params:
-        run=lambda wc: run_config(config, wc.M, wc.seed).to_dict(),
+        run=run_identity,
     script:
         "../scripts/train.py"

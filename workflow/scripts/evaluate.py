@@ -1,4 +1,4 @@
-"""Per-position metrics of one checkpoint on T_M and T_true."""
+"""Metrics of one checkpoint on T_M and T_true: per position, and per sequence."""
 
 from lrpfn.checkpoint import load_checkpoint
 from lrpfn.evaluate import evaluate_checkpoint
@@ -19,8 +19,9 @@ with log_to(snakemake.log[0]):
     for tasks, batch in eval_sets.items():
         if batch.x.shape[-1] != dim:
             raise ValueError(f"{inp['eval_' + tasks]}: sequences of dimension {batch.x.shape[-1]}, checkpoint has {dim}")
-    table = evaluate_checkpoint(ckpt.model, ckpt.bar, eval_sets, pool, snakemake.params.noise_var)
-    table.insert(0, "step", ckpt.step)
-    table.insert(0, "seed", int(wc.seed))
-    table.insert(0, "pool_size", wc.M)
-    write_parquet(table, snakemake.output[0])
+    tables = evaluate_checkpoint(ckpt.model, ckpt.bar, eval_sets, pool, snakemake.params.noise_var)
+    for table, path in zip(tables, (snakemake.output.positions, snakemake.output.sequences), strict=True):
+        table.insert(0, "step", ckpt.step)
+        table.insert(0, "seed", int(wc.seed))
+        table.insert(0, "pool_size", wc.M)
+        write_parquet(table, path)

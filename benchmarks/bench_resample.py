@@ -69,22 +69,34 @@ def main():
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    config = ModelConfig(dim=args.dim, n_buckets=args.buckets, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, d_mlp=args.d_mlp)
+    config = ModelConfig(
+        dim=args.dim,
+        n_buckets=args.buckets,
+        d_model=args.d_model,
+        n_layers=args.layers,
+        n_heads=args.heads,
+        d_mlp=args.d_mlp,
+    )
     model = PFN(config).to(device).eval()
     bar = BarDistribution(prior_borders(args.buckets, args.dim, 0.25)).to(device)
     print(f"# {config}, B={args.paths}, device={device}, threads={args.threads}")
     print(f"{'N':>5} {'cached s':>9} {'cached samples/s':>17} {'cached s/step':>13} {'peak +MB':>8} "
           f"{'reencode s':>10} {'reencode samples/s':>19} {'peak +MB':>8} {'speed-up':>8}")  # fmt: skip
     for n_steps in args.steps:
-        gen = lambda: torch.Generator(device=device).manual_seed(1)  # noqa: E731
+        gen = lambda: torch.Generator(device=device).manual_seed(1)
         x_fast, t_fast, m_fast = timed(resample_model, model, bar, args.paths, n_steps, generator=gen(), device=device)
         if n_steps <= args.skip_reencode_above:
-            x_slow, t_slow, m_slow = timed(resample_reencode, model, bar, args.paths, n_steps, generator=gen(), device=device)
+            x_slow, t_slow, m_slow = timed(
+                resample_reencode, model, bar, args.paths, n_steps, generator=gen(), device=device
+            )
             assert (x_fast == x_slow).all(), "the samplers drew different paths"
             slow_cols = f"{t_slow:10.2f} {args.paths * n_steps / t_slow:19.0f} {m_slow:8.0f} {t_slow / t_fast:7.1f}x"
         else:
             slow_cols = f"{'-':>10} {'-':>19} {'-':>8} {'-':>8}"
-        print(f"{n_steps:5d} {t_fast:9.2f} {args.paths * n_steps / t_fast:17.0f} {t_fast / n_steps:13.4f} {m_fast:8.0f} {slow_cols}")
+        print(
+            f"{n_steps:5d} {t_fast:9.2f} {args.paths * n_steps / t_fast:17.0f} {t_fast / n_steps:13.4f} "
+            f"{m_fast:8.0f} {slow_cols}"
+        )
 
 
 if __name__ == "__main__":

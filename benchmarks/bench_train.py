@@ -4,7 +4,8 @@ Warm-up steps are excluded. Defaults are the seed-sweep configuration (D=16, K=6
 d_model 128, 2 layers, 2 heads, MLP 256, 128 buckets, batch 1024).
 
     python benchmarks/bench_train.py
-    python benchmarks/bench_train.py --batch-size 64 --context-length 16 --dim 4 --d-model 64 --layers 3 --heads 4 --d-mlp 128
+    python benchmarks/bench_train.py --batch-size 64 --context-length 16 --dim 4 \
+        --d-model 64 --layers 3 --heads 4 --d-mlp 128
 """
 
 from __future__ import annotations
@@ -47,11 +48,20 @@ def main():
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    config = ModelConfig(dim=args.dim, n_buckets=args.buckets, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, d_mlp=args.d_mlp)
+    config = ModelConfig(
+        dim=args.dim,
+        n_buckets=args.buckets,
+        d_model=args.d_model,
+        n_layers=args.layers,
+        n_heads=args.heads,
+        d_mlp=args.d_mlp,
+    )
     torch.manual_seed(0)
     model = PFN(config).to(device)
     bar = BarDistribution(prior_borders(args.buckets, args.dim, args.noise_var)).to(device)
-    train_config = TrainConfig(steps=1, batch_size=args.batch_size, lr=1e-3, warmup=0.0, checkpoints=1, precision=args.precision)
+    train_config = TrainConfig(
+        steps=1, batch_size=args.batch_size, lr=1e-3, warmup=0.0, checkpoints=1, precision=args.precision
+    )
     stepper = Stepper(model, bar, make_optimizer(model, train_config), train_config, compile=args.compile)
     # Training draws batches on the CPU (the same data on every device); --draw-on device
     # measures what that costs against drawing them on the GPU.

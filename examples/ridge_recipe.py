@@ -15,9 +15,9 @@ import time
 import torch
 
 from lrpfn.checkpoint import load_checkpoint
+from lrpfn.config import ModelConfig, RunConfig, TrainConfig
 from lrpfn.evaluate import position_metrics
 from lrpfn.tasks import eval_set
-from lrpfn.config import ModelConfig, RunConfig, TrainConfig
 from lrpfn.train import train
 
 

@@ -25,7 +25,9 @@ def snakemake_command(workdir: Path, *args: str, config: Path | None = None) -> 
 
 
 def snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(snakemake_command(workdir, *args, config=config), capture_output=True, text=True, cwd=workdir)
+    result = subprocess.run(
+        snakemake_command(workdir, *args, config=config), capture_output=True, text=True, cwd=workdir
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
@@ -80,7 +82,15 @@ def expected_outputs() -> list[str]:
         files += [f"resample/M{m}_reference.parquet", f"resample/M{m}_seed0_stats.parquet"]
     tables = ("metrics", "summary", "sequences", "closeness", "thresholds", "train_log", "resample_stats")
     files += [f"tables/{t}.parquet" for t in tables]
-    figures = ["mask", "task_diversity", "losses", "posterior", "implied_prior_M1", "implied_prior_M4", "implied_prior_Minf"]
+    figures = [
+        "mask",
+        "task_diversity",
+        "losses",
+        "posterior",
+        "implied_prior_M1",
+        "implied_prior_M4",
+        "implied_prior_Minf",
+    ]
     files += [f"figures/{f}.{e}" for f in figures for e in ("png", "pdf")]
     return files
 

@@ -48,7 +48,7 @@ def test_borders_are_prior_quantiles(borders):
     y = np.einsum("nd,nd->n", rng.standard_normal((m, 4)), rng.standard_normal((m, 4)))
     y += 0.5 * rng.standard_normal(m)
     levels = np.r_[1 / (2 * n), np.arange(1, n) / n, 1 - 1 / (2 * n)]
-    for border, level in zip(borders.numpy(), levels):
+    for border, level in zip(borders.numpy(), levels, strict=True):
         frac = (y < border).mean()
         assert abs(frac - level) < 4 * math.sqrt(level * (1 - level) / m) + 2e-3
 

@@ -47,7 +47,9 @@ def test_targets_and_statistics_of_the_exact_sampler_against_itself():
     eval_sets = {"true": eval_set(4, 8, 2, 0.25, None, seed=0), "pool": eval_set(4, 8, 2, 0.25, pool, seed=1)}
     all_targets = targets(eval_sets, n_prefixes=2, prefix_length=3)
     assert [(t.kind, t.tasks, t.prefix) for t in all_targets] == [
-        ("prior", "", -1), ("posterior", "true", 0), ("posterior", "true", 1), ("posterior", "pool", 0), ("posterior", "pool", 1),
+        ("prior", "", -1),
+        ("posterior", "true", 0), ("posterior", "true", 1),
+        ("posterior", "pool", 0), ("posterior", "pool", 1),
     ]  # fmt: skip
     ref = reference_samples(pool, 0.25, 2, all_targets, 500, 8, seed=3)
     other = reference_samples(pool, 0.25, 2, all_targets, 500, 8, seed=4).assign(step=100)

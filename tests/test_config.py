@@ -47,7 +47,11 @@ def test_unset_keys_take_the_schemas_defaults_and_so_do_the_dataclasses(default)
         stripped["train"].pop(key, None)
     config = filled(stripped)
     assert config["train"]["device"] == "auto" == ExecutionConfig().device
-    required = {f.name: config["train"][f.name] for f in fields(TrainConfig) if f.name in ("steps", "batch_size", "lr", "warmup", "checkpoints")}
+    required = {
+        f.name: config["train"][f.name]
+        for f in fields(TrainConfig)
+        if f.name in ("steps", "batch_size", "lr", "warmup", "checkpoints")
+    }
     assert run_config(config, "inf", 0).train == TrainConfig(**required)
     assert execution_config(config) == ExecutionConfig()
 

@@ -75,18 +75,22 @@ def test_training_job_killed_by_sigkill_resumes_under_snakemake_to_identical_wei
 
     killed = new_workdir(tmp_path_factory, "killed", config)
     resume = killed / RESULTS / "runs/Minf_seed0/resume.pt"
-    process = subprocess.Popen(snakemake_command(killed, target), cwd=killed, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        snakemake_command(killed, target), cwd=killed, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 300
         while not resume.exists():
-            assert process.poll() is None, f"snakemake ended before the first resume state:\n{process.stderr.read()[-3000:]}"
+            assert process.poll() is None, (
+                f"snakemake ended before the first resume state:\n{process.stderr.read()[-3000:]}"
+            )
             assert time.monotonic() < deadline, "no resume state within 300 s"
             time.sleep(0.05)
         jobs = [p for p in descendants(process.pid) if "train.py" in cmdline(p)]
         assert jobs, "the training job's process was not found"
         for pid in jobs:
             os.kill(pid, signal.SIGKILL)
-        _, err = process.communicate(timeout=120)
+        process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
@@ -128,7 +132,8 @@ def test_evaluating_a_checkpoint_of_another_config_names_the_file_and_the_key(bu
 
 CORRUPTIONS = [
     # (file to damage, target that reads it, job log, text the error must contain)
-    ("tasks/pool_M4.parquet", "runs/M4_seed0/log.parquet", "logs/train/M4_seed0.log", "pool_M4.parquet: not a readable parquet table"),
+    ("tasks/pool_M4.parquet", "runs/M4_seed0/log.parquet", "logs/train/M4_seed0.log",
+     "pool_M4.parquet: not a readable parquet table"),
     ("runs/M4_seed0/step_0000040.pt", "eval/M4_seed0/step_0000040.parquet", "logs/eval/M4_seed0_step0000040.log",
      "step_0000040.pt: cannot be loaded as a weights-only torch file"),
     ("tasks/eval_true.parquet", "eval/M4_seed0/step_0000040.parquet", "logs/eval/M4_seed0_step0000040.log",

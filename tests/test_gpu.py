@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 import torch
 
+from lrpfn import train as train_module
 from lrpfn.buckets import BarDistribution, prior_borders
 from lrpfn.config import ExecutionConfig, ModelConfig, RunConfig, TrainConfig
 from lrpfn.io import load_torch
 from lrpfn.model import PFN
 from lrpfn.resample import resample_model
 from lrpfn.tasks import master_pool, sample_batch
-from lrpfn import train as train_module
 from lrpfn.train import Stepper, build, make_optimizer, train
 
 pytestmark = pytest.mark.gpu
@@ -25,7 +25,9 @@ CUDA = ExecutionConfig(device="cuda", save_every=100)
 
 def run_config(**train) -> RunConfig:
     settings = dict(steps=300, batch_size=64, lr=3e-3, warmup=0.05, checkpoints=2) | train
-    return RunConfig(dim=4, context_length=12, noise_var=0.25, pool_size=16, seed=0, model=CONFIG, train=TrainConfig(**settings))
+    return RunConfig(
+        dim=4, context_length=12, noise_var=0.25, pool_size=16, seed=0, model=CONFIG, train=TrainConfig(**settings)
+    )
 
 
 def test_forward_on_cuda_matches_cpu():

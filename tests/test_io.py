@@ -10,10 +10,9 @@ from lrpfn.io import ArtifactError, atomic_path, load_torch, read_parquet, save_
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "table.parquet"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half a file")
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half a file")
+        raise RuntimeError("killed mid-write")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -29,9 +28,9 @@ def test_corrupt_parquet_names_the_file(tmp_path):
     path = tmp_path / "broken.parquet"
     write_parquet(pd.DataFrame({"a": range(100)}), path)
     path.write_bytes(path.read_bytes()[:50])
-    with pytest.raises(ArtifactError, match="broken.parquet.*not a readable parquet"):
+    with pytest.raises(ArtifactError, match=r"broken\.parquet.*not a readable parquet"):
         read_parquet(path)
-    with pytest.raises(ArtifactError, match="missing.parquet: file not found"):
+    with pytest.raises(ArtifactError, match=r"missing\.parquet: file not found"):
         read_parquet(tmp_path / "missing.parquet")
 
 
@@ -46,7 +45,7 @@ def test_truncated_torch_file_names_the_file(tmp_path):
     path = tmp_path / "ckpt.pt"
     save_torch({"w": torch.randn(100)}, path)
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(ArtifactError, match="ckpt.pt"):
+    with pytest.raises(ArtifactError, match=r"ckpt\.pt"):
         load_torch(path)
 
 
@@ -60,6 +59,6 @@ def test_pickled_code_is_refused_and_never_runs(tmp_path, monkeypatch):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
         pickle.dump({"model_state": _RunsCode()}, f)
-    with pytest.raises(ArtifactError, match="evil.pt.*weights-only"):
+    with pytest.raises(ArtifactError, match=r"evil\.pt.*weights-only"):
         load_torch(path)
     assert not (tmp_path / "pwned").exists()

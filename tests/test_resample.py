@@ -70,7 +70,9 @@ def test_exact_gaussian_resampling_reproduces_the_posterior():
     noise_var, n, n_paths, n_steps = 0.25, 6, 4000, 600
     batch = sample_batch(1, n, 3, noise_var, None, torch.Generator().manual_seed(5))
     prefix_x, prefix_y = batch.x[0].double(), batch.y[0].double()
-    out = resample_exact(None, noise_var, n_paths, n_steps, prefix_x, prefix_y, generator=torch.Generator().manual_seed(6))
+    out = resample_exact(
+        None, noise_var, n_paths, n_steps, prefix_x, prefix_y, generator=torch.Generator().manual_seed(6)
+    )
     mu, cov = ridge_posterior(prefix_x[None], prefix_y[None], noise_var)
     for d in range(3):
         sd = cov[0, d, d].sqrt().item()

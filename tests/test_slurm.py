@@ -20,9 +20,10 @@ import pytest
 import torch
 import yaml
 from cluster.slurm_node import ClusterUnavailable, SingleNodeSlurm
-from helpers import REPO, RESULTS, TEST_CONFIG, expected_outputs, new_workdir, slow_training_config
 
 from lrpfn.io import load_torch
+
+from helpers import REPO, RESULTS, TEST_CONFIG, expected_outputs, new_workdir, slow_training_config
 
 PROFILE = REPO / "profiles/slurm"
 # The whole test config: per pool size (1, 4, inf) one training run, evaluation and resampling
@@ -123,7 +124,9 @@ def job_states(ids: list[str]) -> dict[str, str]:
 
 
 def job_details(job_id: str) -> str:
-    return subprocess.run(["scontrol", "--details", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["scontrol", "--details", "show", "job", job_id], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def detail(details: str, key: str) -> str | None:
@@ -240,7 +243,9 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes_to_identical_weight
     final = f"{run}/step_{config['train']['steps']:07d}.pt"
 
     clean = new_workdir(tmp_path_factory, "uninterrupted", config)
-    output = finish(*start(snakemake_command(clean, f"{run}/log.parquet", slurm=False), clean, "snakemake.log"), timeout_s=300)
+    output = finish(
+        *start(snakemake_command(clean, f"{run}/log.parquet", slurm=False), clean, "snakemake.log"), timeout_s=300
+    )
     assert (clean / final).is_file(), output[-5000:]
 
     workdir = new_workdir(tmp_path_factory, "cancelled", config)

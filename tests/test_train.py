@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pandas as pd
@@ -6,8 +7,8 @@ import torch
 
 from lrpfn import train as train_module
 from lrpfn.checkpoint import load_checkpoint
-from lrpfn.io import ArtifactError, load_torch
 from lrpfn.config import ExecutionConfig, ModelConfig, RunConfig, TrainConfig, checkpoint_steps
+from lrpfn.io import ArtifactError, load_torch
 from lrpfn.tasks import master_pool
 from lrpfn.train import TrainingDiverged, learning_rate, train
 
@@ -30,14 +31,19 @@ def test_learning_rate_schedule():
     lrs = [learning_rate(s, cfg) for s in range(1, 1001)]
     assert lrs[0] == pytest.approx(1e-3 / 100)  # 100 warm-up steps
     assert max(lrs) == pytest.approx(1e-3) and lrs.index(max(lrs)) == 99
-    assert all(a >= b for a, b in zip(lrs[99:], lrs[100:]))  # decays monotonically
+    assert all(a >= b for a, b in itertools.pairwise(lrs[99:]))  # decays monotonically
     assert lrs[-1] == pytest.approx(0, abs=1e-12)
     linear = TrainConfig(steps=1000, batch_size=8, lr=1e-3, warmup=0.5, checkpoints=2, decay="linear")
     assert learning_rate(750, linear) == pytest.approx(0.5e-3)
 
 
 def test_checkpoint_steps_double_up_to_the_last_step():
-    assert checkpoint_steps(TrainConfig(steps=32000, batch_size=8, lr=1e-3, warmup=0.0, checkpoints=4)) == [4000, 8000, 16000, 32000]
+    assert checkpoint_steps(TrainConfig(steps=32000, batch_size=8, lr=1e-3, warmup=0.0, checkpoints=4)) == [
+        4000,
+        8000,
+        16000,
+        32000,
+    ]
     assert checkpoint_steps(TrainConfig(steps=3, batch_size=8, lr=1e-3, warmup=0.0, checkpoints=5)) == [1, 2, 3]
 
 
@@ -96,10 +102,12 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "sample_batch", real_sample)
     resumed = train(run, pool, tmp_path / "resumed", every10, progress=False)
 
-    for a, b in zip(clean, resumed):
+    for a, b in zip(clean, resumed, strict=True):
         sa, sb = load_torch(a)["model_state"], load_torch(b)["model_state"]
         assert all(torch.equal(sa[k], sb[k]) for k in sa), a.name
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "clean/log.parquet"), pd.read_parquet(tmp_path / "resumed/log.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "clean/log.parquet"), pd.read_parquet(tmp_path / "resumed/log.parquet")
+    )
     assert not (tmp_path / "resumed" / "resume.pt").exists()
 
 
@@ -167,5 +175,14 @@ def test_execution_settings_change_no_byte_of_a_checkpoint(tmp_path):
     b = train(run, pool, tmp_path / "b", ExecutionConfig(device="auto", save_every=1000), progress=False)
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
     stored = load_torch(a[-1])["run"]
-    assert set(stored["train"]) == {"steps", "batch_size", "lr", "warmup", "checkpoints", "decay", "weight_decay", "grad_clip", "precision"}
-
+    assert set(stored["train"]) == {
+        "steps",
+        "batch_size",
+        "lr",
+        "warmup",
+        "checkpoints",
+        "decay",
+        "weight_decay",
+        "grad_clip",
+        "precision",
+    }

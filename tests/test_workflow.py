@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from snakemake_interface_common.exceptions import WorkflowError
-
 from scipy.stats import ks_2samp
+from snakemake_interface_common.exceptions import WorkflowError
 
 from lrpfn.config import SCHEMA, ConfigError, check_experiment, complete
 from lrpfn.evaluate import METRICS
@@ -79,7 +78,9 @@ def test_closeness_and_thresholds_follow_from_the_per_sequence_values(pipeline):
     closeness = pd.read_parquet(tables / "closeness.parquet")
     assert sorted(closeness.pool_size.unique()) == ["1", "4"] and sorted(closeness.step.unique()) == [20, 40]
     for row in closeness.itertuples():
-        s = sequences[(sequences.pool_size == row.pool_size) & (sequences.step == row.step) & (sequences.tasks == "true")]
+        s = sequences[
+            (sequences.pool_size == row.pool_size) & (sequences.step == row.step) & (sequences.tasks == "true")
+        ]
         d = (s.delta_ridge - s.delta_dmmse).to_numpy()
         assert row.diff == pytest.approx(d.mean(), rel=1e-12)
         assert row.diff_se == pytest.approx(d.std(ddof=1) / math.sqrt(len(d)), rel=1e-12)
@@ -97,7 +98,10 @@ def test_closeness_and_thresholds_follow_from_the_per_sequence_values(pipeline):
     crossing = thresholds.loc["budget_crossing"]
     assert "20 and 40 steps" in crossing.description and "proxy" in crossing.description
     true = summary[(summary.tasks == "true") & (summary.pool_size != "inf")]
-    r = [math.log(g.set_index("step").delta_ridge[40] / g.set_index("step").delta_ridge[20]) for _, g in true.groupby("pool_size")]
+    r = [
+        math.log(g.set_index("step").delta_ridge[40] / g.set_index("step").delta_ridge[20])
+        for _, g in true.groupby("pool_size")
+    ]
     if r[-1] > 0:  # still moving away from ridge at M=4: the crossing lies beyond the pools
         assert math.isnan(crossing.pool_size_star) and crossing.lower == 4
     elif r[0] <= 0:
@@ -121,7 +125,16 @@ def test_resampling_tables(pipeline):
     assert list(samples.columns) == ["step", "kind", "tasks", "prefix", "path", "w_0", "w_1"]
     assert np.isfinite(samples[["w_0", "w_1"]].to_numpy()).all()
     stats = pd.read_parquet(pipeline / RESULTS / "tables/resample_stats.parquet")
-    expected = {"std_ratio", "ks", "ks_pvalue", "energy", "ridge_ks", "ridge_energy", "dmmse_energy", "median_pool_distance"}
+    expected = {
+        "std_ratio",
+        "ks",
+        "ks_pvalue",
+        "energy",
+        "ridge_ks",
+        "ridge_energy",
+        "dmmse_energy",
+        "median_pool_distance",
+    }
     assert expected <= set(stats.columns)
     # 3 runs x 2 checkpoints x dims, over targets: prior + 1 true prefix (+ 1 pool prefix when M is finite)
     assert len(stats) == 2 * 2 * (3 + 3 + 2)
@@ -129,7 +142,9 @@ def test_resampling_tables(pipeline):
     reference = pd.read_parquet(pipeline / RESULTS / "resample/M4_reference.parquet")
     model, ref = (f[(f.kind == "prior")] for f in (samples, reference))
     for dim in (0, 1):
-        row = stats[(stats.pool_size == "4") & (stats.step == 40) & (stats.kind == "prior") & (stats.dim == dim)].iloc[0]
+        row = stats[(stats.pool_size == "4") & (stats.step == 40) & (stats.kind == "prior") & (stats.dim == dim)].iloc[
+            0
+        ]
         w, r = model[f"w_{dim}"].to_numpy(), ref[f"w_{dim}"].to_numpy()
         assert row.std_ratio == pytest.approx(w.std(ddof=1) / r.std(ddof=1), rel=1e-12)
         assert row.ks == pytest.approx(ks_2samp(w, r).statistic, rel=1e-12)
@@ -140,7 +155,7 @@ def test_resampling_tables(pipeline):
 def test_resampling_past_the_trained_context_needs_permission():
     config = copy.deepcopy(TEST_CONFIG)
     config["resample"]["path_length"] = TEST_CONFIG["context_length"] + 1
-    with pytest.raises(ConfigError, match="resample.path_length"):
+    with pytest.raises(ConfigError, match=r"resample\.path_length"):
         validate_config(config)
     config["resample"]["allow_extrapolation"] = True
     validate_config(config)
@@ -187,7 +202,15 @@ def test_a_new_pool_size_plans_only_its_own_chain_and_the_aggregates(pipeline, t
     config["pool_sizes"] = [1, 4, 16, "inf"]
     result = snakemake(pipeline, "-n", config=write_config(tmp_path / "more.yaml", config))
     jobs = planned_jobs(result)
-    own_chain = {"pool": 1, "eval_set": 1, "train": 1, "evaluate": 2, "resample": 2, "resample_reference": 1, "resample_stats": 1}
+    own_chain = {
+        "pool": 1,
+        "eval_set": 1,
+        "train": 1,
+        "evaluate": 2,
+        "resample": 2,
+        "resample_reference": 1,
+        "resample_stats": 1,
+    }
     aggregates = {"aggregate_eval": 1, "aggregate_train_log": 1, "aggregate_resample": 1}
     figures = {"plot_task_diversity": 1, "plot_losses": 1, "plot_posterior": 1, "plot_implied_prior": 1, "all": 1}
     assert jobs == own_chain | aggregates | figures
@@ -207,8 +230,12 @@ def test_the_parse_path_imports_no_torch(pipeline):
     subprocess.run([sys.executable, "-c", check], check=True)
     # Every module a dry run imports, from Python's own import trace.
     command = snakemake_command(pipeline, "-n")
-    result = subprocess.run([command[0], "-X", "importtime", *command[1:]], capture_output=True, text=True, cwd=pipeline)
-    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    result = subprocess.run(
+        [command[0], "-X", "importtime", *command[1:]], capture_output=True, text=True, cwd=pipeline
+    )
+    imported = [
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    ]
     assert "lrpfn.config" in imported and "snakemake" in imported
     assert not [name for name in imported if name.split(".")[0] == "torch"]
 
@@ -298,9 +325,19 @@ SMALL_SHAPE = {"dim": 2, "context_length": 4, "noise_var": 0.0625, "pool_sizes":
 def test_defaults_follow_the_experiment():
     default = yaml.safe_load((REPO / "config.yaml").read_text())
     resample = validate_config(overlay(default, SMALL_SHAPE))["resample"]
-    assert (resample["path_length"], resample["prefix_length"], resample["plot_dims"], resample["checkpoints"]) == (4, 2, 2, 4)
+    assert (resample["path_length"], resample["prefix_length"], resample["plot_dims"], resample["checkpoints"]) == (
+        4,
+        2,
+        2,
+        4,
+    )
     resample = validate_config(default)["resample"]  # D = 4, K = 16
-    assert (resample["path_length"], resample["prefix_length"], resample["plot_dims"], resample["checkpoints"]) == (16, 4, 3, 4)
+    assert (resample["path_length"], resample["prefix_length"], resample["plot_dims"], resample["checkpoints"]) == (
+        16,
+        4,
+        3,
+        4,
+    )
     few = overlay(default, {"train": {"checkpoints": 2}, "resample": {"prefix_length": 1}})
     resample = validate_config(few)["resample"]
     assert resample["checkpoints"] == 2 and resample["prefix_length"] == 1  # what the user sets stays
@@ -310,7 +347,12 @@ def test_an_overlay_of_the_experiments_shape_alone_runs_end_to_end(tmp_path_fact
     # SMALL_SHAPE on the default config; only the sizes that set the run time are cut (steps,
     # evaluation and resampling sizes), none that the shape's defaults follow.
     default = yaml.safe_load((REPO / "config.yaml").read_text())
-    fast = {"results": "results/small", "train": {"steps": 40}, "eval": {"n_sequences": 32}, "resample": {"n_paths": 50}}
+    fast = {
+        "results": "results/small",
+        "train": {"steps": 40},
+        "eval": {"n_sequences": 32},
+        "resample": {"n_paths": 50},
+    }
     workdir = new_workdir(tmp_path_factory, "small", overlay(overlay(default, SMALL_SHAPE), fast))
     snakemake(workdir)
     stats = pd.read_parquet(workdir / "results/small/tables/resample_stats.parquet")
@@ -337,3 +379,8 @@ def test_lint_and_format_are_clean(tmp_path):
     assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
     fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", str(REPO)], capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stderr
+    for check in (["check"], ["format", "--check"]):  # configured in pyproject.toml
+        ruff = subprocess.run(
+            [sys.executable, "-m", "ruff", *check, str(REPO)], capture_output=True, text=True, cwd=REPO
+        )
+        assert ruff.returncode == 0, f"ruff {' '.join(check)}:\n{ruff.stdout}{ruff.stderr}"

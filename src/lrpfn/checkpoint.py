@@ -47,7 +47,9 @@ def config_differences(found: dict, expected: dict, prefix: str = "") -> list[st
     return out
 
 
-def load_checkpoint(path: str | Path, device="cpu", expect: ModelConfig | None = None, run: dict | None = None) -> Checkpoint:
+def load_checkpoint(
+    path: str | Path, device="cpu", expect: ModelConfig | None = None, run: dict | None = None
+) -> Checkpoint:
     """Load a checkpoint (weights-only); errors name the file and what is wrong with it.
 
     ``expect`` checks the model config, ``run`` the whole run config (``RunConfig.to_dict()``):

@@ -58,7 +58,9 @@ def _steps(target: Target, path_length: int) -> int:
     return path_length - (0 if target.x is None else target.x.shape[0])
 
 
-def model_samples(model: PFN, bar: BarDistribution, all_targets: list[Target], n_paths: int, path_length: int, seed: int) -> pd.DataFrame:
+def model_samples(
+    model: PFN, bar: BarDistribution, all_targets: list[Target], n_paths: int, path_length: int, seed: int
+) -> pd.DataFrame:
     """Resample every target with the PFN; the same seed for every checkpoint (common random numbers)."""
     device = next(model.parameters()).device
     frames = []
@@ -70,18 +72,32 @@ def model_samples(model: PFN, bar: BarDistribution, all_targets: list[Target], n
 
 
 def reference_samples(
-    pool: torch.Tensor | None, noise_var: float, dim: int, all_targets: list[Target], n_paths: int, path_length: int, seed: int
+    pool: torch.Tensor | None,
+    noise_var: float,
+    dim: int,
+    all_targets: list[Target],
+    n_paths: int,
+    path_length: int,
+    seed: int,
 ) -> pd.DataFrame:
     """The same procedure with the exact posterior predictive of the run's prior."""
     frames = []
     for target in all_targets:
         generator = torch.Generator().manual_seed(seed)
-        result = resample_exact(pool, noise_var, n_paths, _steps(target, path_length), target.x, target.y, generator, dim=dim)
+        result = resample_exact(
+            pool, noise_var, n_paths, _steps(target, path_length), target.x, target.y, generator, dim=dim
+        )
         frames.append(_frame(target, result))
     return pd.concat(frames, ignore_index=True)
 
 
-def statistics(samples: pd.DataFrame, reference: pd.DataFrame, all_targets: list[Target], pool: torch.Tensor | None, noise_var: float) -> pd.DataFrame:
+def statistics(
+    samples: pd.DataFrame,
+    reference: pd.DataFrame,
+    all_targets: list[Target],
+    pool: torch.Tensor | None,
+    noise_var: float,
+) -> pd.DataFrame:
     """Per (step, target, dim): the model's samples against the reference resampler, the exact
     Gaussian posterior (prior: N(0, I)), and for a pool prior the exact dMMSE posterior; plus
     the median distance of each ``w_hat`` to its nearest pool task."""
@@ -89,7 +105,10 @@ def statistics(samples: pd.DataFrame, reference: pd.DataFrame, all_targets: list
     cols = w_columns(dim)
     rows = []
     for target in all_targets:
-        select = lambda f: f[(f.kind == target.kind) & (f.tasks == target.tasks) & (f.prefix == target.prefix)]  # noqa: E731
+
+        def select(frame: pd.DataFrame, target: Target = target) -> pd.DataFrame:
+            return frame[(frame.kind == target.kind) & (frame.tasks == target.tasks) & (frame.prefix == target.prefix)]
+
         ref = select(reference)[cols].to_numpy()
         if target.x is None:
             mean, cov = np.zeros(dim), np.eye(dim)
@@ -97,7 +116,9 @@ def statistics(samples: pd.DataFrame, reference: pd.DataFrame, all_targets: list
         else:
             mu, s = ridge_posterior(target.x[None].double(), target.y[None].double(), noise_var)
             mean, cov = mu[0].numpy(), s[0].numpy()
-            weights = None if pool is None else dmmse_posterior(target.x[None], target.y[None], pool, noise_var)[0].numpy()
+            weights = (
+                None if pool is None else dmmse_posterior(target.x[None], target.y[None], pool, noise_var)[0].numpy()
+            )
         for step, group in select(samples).groupby("step"):
             w = group[cols].to_numpy()
             table = against_samples(w, ref).merge(against_gaussian(w, mean, cov), on="dim")
@@ -113,7 +134,9 @@ def statistics(samples: pd.DataFrame, reference: pd.DataFrame, all_targets: list
     return pd.concat(rows, ignore_index=True)
 
 
-def targets_from_files(eval_true: str, eval_pool: str, pool_size: str, n_prefixes: int, prefix_length: int) -> list[Target]:
+def targets_from_files(
+    eval_true: str, eval_pool: str, pool_size: str, n_prefixes: int, prefix_length: int
+) -> list[Target]:
     """Targets of a run: prefixes from T_true, and from T_M for a finite pool."""
     eval_sets = {"true": read_eval_set(eval_true)}
     if pool_size != "inf":

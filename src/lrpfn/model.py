@@ -59,7 +59,9 @@ class KVCache:
     so attention reads one contiguous prefix of the cache and nothing is copied.
     """
 
-    def __init__(self, config: ModelConfig, batch_size: int, capacity: int, device=None, dtype=torch.float32, scratch: int = 1):
+    def __init__(
+        self, config: ModelConfig, batch_size: int, capacity: int, device=None, dtype=torch.float32, scratch: int = 1
+    ):
         d_head = config.d_model // config.n_heads
         shape = (config.n_layers, batch_size, config.n_heads, capacity + scratch, d_head)
         self.keys = torch.empty(shape, device=device, dtype=dtype)
@@ -83,7 +85,9 @@ class Block(nn.Module):
         self.proj = nn.Linear(config.d_model, config.d_model)
         self.ln_mlp = nn.LayerNorm(config.d_model)
         self.mlp = nn.Sequential(
-            nn.Linear(config.d_model, config.d_mlp), nn.GELU(approximate="tanh"), nn.Linear(config.d_mlp, config.d_model)
+            nn.Linear(config.d_model, config.d_mlp),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(config.d_mlp, config.d_model),
         )
 
     def _split_heads(self, z: torch.Tensor) -> torch.Tensor:

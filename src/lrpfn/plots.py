@@ -7,16 +7,17 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import ListedColormap
 
-from .io import atomic_path  # noqa: E402
-from .model import interleaved_mask  # noqa: E402
+from .io import atomic_path
+from .model import interleaved_mask
 
 COLORS = {"model": "#1f4e99", "dmmse": "#d95f02", "ridge": "#1b9e77"}
+LABELS = {"model": "PFN", "dmmse": "dMMSE", "ridge": "ridge"}
 TASKS_TITLE = {"pool": "pretraining tasks $T_M$", "true": "new tasks $T_{true}$"}
 
 
@@ -66,7 +67,7 @@ def _format_pool_axis(ax, sizes, inf_x):
     ticks = sorted({float(s) for s in sizes})
     finite = [t for t in ticks if math.isfinite(t)]
     positions = finite + ([inf_x] if inf_x else [])
-    labels = [f"$2^{{{int(round(math.log2(t)))}}}$" if t > 0 and math.log2(t).is_integer() else f"{t:g}" for t in finite]
+    labels = [f"$2^{{{round(math.log2(t))}}}$" if t > 0 and math.log2(t).is_integer() else f"{t:g}" for t in finite]
     ax.set_xticks(positions, labels + (["$\\infty$"] if inf_x else []))
     ax.minorticks_off()
     ax.set_xlabel("number of pretraining tasks $M$")
@@ -89,8 +90,12 @@ def task_diversity_figure(summary: pd.DataFrame, thresholds: pd.DataFrame) -> pl
         ax = axes[row, 0]
         for name in ("model", "dmmse", "ridge"):
             col = f"mse_{name}"
-            ax.errorbar(x[order], stats[(col, "mean")].to_numpy()[order], yerr=stats[(col, "std")].fillna(0).to_numpy()[order],
-                        marker="o", ms=4, capsize=2, color=COLORS[name], label={"model": "PFN", "dmmse": "dMMSE", "ridge": "ridge"}[name])  # fmt: skip
+            ax.errorbar(
+                x[order],
+                stats[(col, "mean")].to_numpy()[order],
+                yerr=stats[(col, "std")].fillna(0).to_numpy()[order],
+                marker="o", ms=4, capsize=2, color=COLORS[name], label=LABELS[name],
+            )  # fmt: skip
         ax.set_ylabel(f"MSE/D on {TASKS_TITLE[tasks]}")
         ax.legend(fontsize=8)
         for col, ax, title in (
@@ -99,7 +104,7 @@ def task_diversity_figure(summary: pd.DataFrame, thresholds: pd.DataFrame) -> pl
         ):
             metric = "delta_dmmse" if col == 1 else "delta_ridge"
             sub = summary[summary.tasks == tasks]
-            for color, step in zip(palette, steps):
+            for color, step in zip(palette, steps, strict=True):
                 at = sub[sub.step == step].groupby("pool_size", sort=False)[metric].mean().reset_index()
                 xs, _ = _pool_axis(at["pool_size"])
                 o = np.argsort(xs)
@@ -139,7 +144,7 @@ def losses_figure(logs: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
     cols = min(4, len(sizes))
     rows = math.ceil(len(sizes) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False, sharey=True)
-    for ax, pool_size in zip(axes.flat, sizes):
+    for ax, pool_size in zip(axes.flat, sizes, strict=False):  # the grid may have spare panels
         for seed, log in logs[logs.pool_size == pool_size].groupby("seed"):
             window = max(1, len(log) // 100)
             ax.plot(log.step, log.loss.rolling(window, min_periods=1).mean(), color="0.5", lw=0.8,
@@ -153,7 +158,7 @@ def losses_figure(logs: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
         ax.set_xscale("log")
         ax.set_title(f"M = {'∞' if pool_size == 'inf' else pool_size}")
         ax.set_xlabel("training step")
-    for ax in axes.flat[len(sizes):]:
+    for ax in axes.flat[len(sizes) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("NLL (nats / position)")
@@ -163,7 +168,9 @@ def losses_figure(logs: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def implied_prior_figure(samples: pd.DataFrame, reference: pd.DataFrame, pool: np.ndarray | None, pool_size: str, n_dims: int) -> plt.Figure:
+def implied_prior_figure(
+    samples: pd.DataFrame, reference: pd.DataFrame, pool: np.ndarray | None, pool_size: str, n_dims: int
+) -> plt.Figure:
     """Rows: the first dimensions of w; columns: checkpoints. Histogram + KDE of the PFN's
     resampled w_hat (implied prior), N(0, 1), the pool's values and the exact reference."""
     _style()
@@ -171,7 +178,9 @@ def implied_prior_figure(samples: pd.DataFrame, reference: pd.DataFrame, pool: n
     reference = reference[reference.kind == "prior"]
     steps = sorted(samples.step.unique())
     dims = [d for d in range(n_dims) if f"w_{d}" in samples.columns]
-    fig, axes = plt.subplots(len(dims), len(steps), figsize=(2.8 * len(steps), 2.2 * len(dims)), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        len(dims), len(steps), figsize=(2.8 * len(steps), 2.2 * len(dims)), squeeze=False, sharex=True
+    )
     grid = np.linspace(-4, 4, 400)
     normal = np.exp(-(grid**2) / 2) / np.sqrt(2 * np.pi)
     for row, d in enumerate(dims):
@@ -179,9 +188,24 @@ def implied_prior_figure(samples: pd.DataFrame, reference: pd.DataFrame, pool: n
         for col, step in enumerate(steps):
             ax = axes[row, col]
             values = samples.loc[samples.step == step, col_name].to_numpy()
-            ax.hist(values, bins=np.linspace(-4, 4, 61), density=True, color=COLORS["model"], alpha=0.35, label="PFN (histogram)")
+            ax.hist(
+                values,
+                bins=np.linspace(-4, 4, 61),
+                density=True,
+                color=COLORS["model"],
+                alpha=0.35,
+                label="PFN (histogram)",
+            )
             sns.kdeplot(x=values, ax=ax, color=COLORS["model"], lw=1.2, label="PFN (KDE)", clip=(-4, 4))
-            sns.kdeplot(x=reference[col_name].to_numpy(), ax=ax, color="black", lw=1, ls="--", label="exact reference", clip=(-4, 4))
+            sns.kdeplot(
+                x=reference[col_name].to_numpy(),
+                ax=ax,
+                color="black",
+                lw=1,
+                ls="--",
+                label="exact reference",
+                clip=(-4, 4),
+            )
             ax.plot(grid, normal, color="#c0392b", lw=1, label="N(0, 1)")
             if pool is not None:
                 if len(pool) <= 64:
@@ -189,7 +213,14 @@ def implied_prior_figure(samples: pd.DataFrame, reference: pd.DataFrame, pool: n
                         ax.axvline(v, color=COLORS["dmmse"], lw=0.8, alpha=0.8)
                     ax.plot([], [], color=COLORS["dmmse"], label="pool tasks")
                 else:
-                    ax.hist(pool[:, d], bins=np.linspace(-4, 4, 61), density=True, histtype="step", color=COLORS["dmmse"], label="pool tasks")
+                    ax.hist(
+                        pool[:, d],
+                        bins=np.linspace(-4, 4, 61),
+                        density=True,
+                        histtype="step",
+                        color=COLORS["dmmse"],
+                        label="pool tasks",
+                    )
             ax.set_xlim(-4, 4)
             ax.set_ylabel(f"$w_{{{d}}}$" if col == 0 else "")
             if row == 0:
@@ -209,13 +240,23 @@ def posterior_figure(stats: pd.DataFrame) -> plt.Figure:
     _style()
     post = stats[(stats.kind == "posterior") & (stats.tasks == "true")]
     sizes = sorted(post.pool_size.unique(), key=float)
-    palette = dict(zip(sizes, sns.color_palette("viridis", len(sizes))))
+    palette = dict(zip(sizes, sns.color_palette("viridis", len(sizes)), strict=True))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, column, title in ((axes[0], "ridge_energy", "to the ridge posterior $N(\\mu_n, S_n)$"), (axes[1], "dmmse_energy", "to the dMMSE posterior (pool atoms)")):
+    for ax, column, title in (
+        (axes[0], "ridge_energy", "to the ridge posterior $N(\\mu_n, S_n)$"),
+        (axes[1], "dmmse_energy", "to the dMMSE posterior (pool atoms)"),
+    ):
         for pool_size in sizes:
             curve = post[post.pool_size == pool_size].groupby("step")[column].mean()
             if curve.notna().any():
-                ax.plot(curve.index, curve.to_numpy(), "o-", ms=3, color=palette[pool_size], label=f"M = {'∞' if pool_size == 'inf' else pool_size}")
+                ax.plot(
+                    curve.index,
+                    curve.to_numpy(),
+                    "o-",
+                    ms=3,
+                    color=palette[pool_size],
+                    label=f"M = {'∞' if pool_size == 'inf' else pool_size}",
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training step")

@@ -45,7 +45,9 @@ def least_squares(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def _prefix(prefix_x, prefix_y, n_paths: int, dim: int, device, dtype):
     """Broadcast an observed prefix (n, D)/(n,) or (B, n, D)/(B, n) to every path."""
     if prefix_x is None:
-        return torch.zeros(n_paths, 0, dim, device=device, dtype=dtype), torch.zeros(n_paths, 0, device=device, dtype=dtype)
+        return torch.zeros(n_paths, 0, dim, device=device, dtype=dtype), torch.zeros(
+            n_paths, 0, device=device, dtype=dtype
+        )
     px = torch.as_tensor(prefix_x, device=device, dtype=dtype)
     py = torch.as_tensor(prefix_y, device=device, dtype=dtype)
     if px.ndim == 2:
@@ -156,7 +158,9 @@ def resample_exact(
 
         def draw_y(x):
             var = noise_var + torch.einsum("bi,bij,bj->b", x, cov, x)
-            return (mean * x).sum(-1) + var.sqrt() * torch.randn(n_paths, generator=generator, device=device, dtype=dtype)
+            return (mean * x).sum(-1) + var.sqrt() * torch.randn(
+                n_paths, generator=generator, device=device, dtype=dtype
+            )
 
     else:
         tasks = pool.to(device=device, dtype=dtype)

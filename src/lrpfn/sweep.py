@@ -55,7 +55,9 @@ def closeness(sequences: pd.DataFrame) -> pd.DataFrame:
     true = sequences[(sequences.tasks == "true") & (sequences.pool_size != "inf")]
     paired = true.assign(d=true.delta_ridge - true.delta_dmmse)
     # Seeds see the same evaluation sequences: average them per sequence, then over sequences.
-    per_sequence = paired.groupby(["pool_size", "step", "sequence"], sort=False).agg(d=("d", "mean"), n_seeds=("seed", "nunique"))
+    per_sequence = paired.groupby(["pool_size", "step", "sequence"], sort=False).agg(
+        d=("d", "mean"), n_seeds=("seed", "nunique")
+    )
     rows = []
     for (pool_size, step), group in per_sequence.groupby(level=["pool_size", "step"], sort=False):
         d = group.d.to_numpy()
@@ -148,7 +150,9 @@ def threshold_closer_to_ridge(verdicts: pd.DataFrame) -> dict:
     while j >= 0 and closer[j] != "dmmse":
         j -= 1
     lower = sizes[j] if j >= 0 else math.nan  # the largest size resolved closer to dMMSE, if any
-    unresolved = ", ".join(_size(s) for s, c in zip(sizes[j + 1 : i], closer[j + 1 : i], strict=True) if c == "unresolved")
+    unresolved = ", ".join(
+        _size(s) for s, c in zip(sizes[j + 1 : i], closer[j + 1 : i], strict=True) if c == "unresolved"
+    )
     return _result(
         "closer_to_ridge", description, lower=lower, upper=upper,
         reason=f"M={unresolved} not resolved (|difference| <= {RESOLVED_SE:g} SE): "
@@ -185,7 +189,9 @@ def threshold_budget_crossing(summary: pd.DataFrame) -> dict:
     of r interpolated linearly in log M between the last M with r > 0 and the next one.
     """
     budgets = _final_two_budgets(summary)
-    steps = f"{budgets.previous_step.iloc[0]} and {budgets.final_step.iloc[0]} steps" if len(budgets) else "two checkpoints"
+    steps = (
+        f"{budgets.previous_step.iloc[0]} and {budgets.final_step.iloc[0]} steps" if len(budgets) else "two checkpoints"
+    )
     description = (
         f"M where delta_ridge on T_true at the checkpoints of {steps} crosses (log-linear interpolation "
         "of their log-ratio); a proxy for two budgets trained to completion: both checkpoints are of one run"
@@ -204,7 +210,8 @@ def threshold_budget_crossing(summary: pd.DataFrame) -> dict:
     if i == len(sizes) - 1:
         return _result(
             "budget_crossing", description, lower=sizes[-1],
-            reason=f"more training moved the model away from ridge up to the largest finite pool: M* > {_size(sizes[-1])}",
+            reason="more training moved the model away from ridge up to the largest finite pool: "
+            f"M* > {_size(sizes[-1])}",
         )  # fmt: skip
     lo, hi = np.log(sizes[i]), np.log(sizes[i + 1])
     t = r[i] / (r[i] - r[i + 1])

@@ -64,7 +64,9 @@ class Batch:
         The copy does not wait for the device's queued work, so drawing the next batch on
         the CPU overlaps with the GPU computing the current step.
         """
-        return Batch(**{name: getattr(self, name).to(device, non_blocking=True) for name in ("x", "y", "w", "target", "task")})
+        return Batch(
+            **{name: getattr(self, name).to(device, non_blocking=True) for name in ("x", "y", "w", "target", "task")}
+        )
 
 
 def sample_batch(

@@ -69,7 +69,12 @@ class Stepper:
     """
 
     def __init__(
-        self, model: PFN, bar: BarDistribution, optimizer: torch.optim.Optimizer, config: TrainConfig, compile: bool = False
+        self,
+        model: PFN,
+        bar: BarDistribution,
+        optimizer: torch.optim.Optimizer,
+        config: TrainConfig,
+        compile: bool = False,
     ):
         self.model, self.bar, self.optimizer, self.config = model, bar, optimizer, config
         self.forward = torch.compile(model) if compile else model
@@ -183,8 +188,14 @@ def train(
         pending.clear()
 
     model.train()
-    bar_iter = tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, disable=not progress,
-                    desc=f"M={run.pool_size:g} seed={run.seed}", mininterval=2.0)
+    bar_iter = tqdm(
+        range(start + 1, cfg.steps + 1),
+        initial=start,
+        total=cfg.steps,
+        disable=not progress,
+        desc=f"M={run.pool_size:g} seed={run.seed}",
+        mininterval=2.0,
+    )
     for step in bar_iter:
         lr = learning_rate(step, cfg)
         batch = sample_batch(cfg.batch_size, run.context_length, run.dim, run.noise_var, pool, generator).to(device)
@@ -203,7 +214,9 @@ def train(
         if is_resume_point:
             save_resume(step)
 
-    frame = pd.DataFrame({"step": pd.Series(history["step"], dtype="int64"), "loss": history["loss"], "lr": history["lr"]})
+    frame = pd.DataFrame(
+        {"step": pd.Series(history["step"], dtype="int64"), "loss": history["loss"], "lr": history["lr"]}
+    )
     write_parquet(frame, out_dir / "log.parquet")
     resume_path.unlink(missing_ok=True)
     return [out_dir / checkpoint_name(s) for s in sorted(ckpt_steps)]

@@ -11,6 +11,7 @@ list) lives in one state folder.
     python3 tests/cluster/slurm_node.py stop /tmp/slurm-node
 """
 
+import contextlib
 import json
 import os
 import pwd
@@ -146,7 +147,9 @@ class SingleNodeSlurm:
     def start(self, timeout_s: float = 60) -> None:
         for program in ("munged", "slurmctld", "slurmd", "sbatch", "sinfo", "scontrol"):
             if shutil.which(program) is None:
-                raise ClusterUnavailable(f"{program} is not on PATH (apt-get install munge slurmctld slurmd slurm-client)")
+                raise ClusterUnavailable(
+                    f"{program} is not on PATH (apt-get install munge slurmctld slurmd slurm-client)"
+                )
         if os.geteuid() != 0:
             raise ClusterUnavailable("starting slurmd and writing /etc/slurm needs root")
         if controller_answers():
@@ -260,10 +263,8 @@ def terminate(pid: int, timeout_s: float = 20) -> None:
         if not alive(pid):
             return
         time.sleep(0.2)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     alive(pid)
 
 

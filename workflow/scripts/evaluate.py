@@ -18,7 +18,9 @@ with log_to(snakemake.log[0]):
     eval_sets = {"pool": read_eval_set(inp.eval_pool), "true": read_eval_set(inp.eval_true)}
     for tasks, batch in eval_sets.items():
         if batch.x.shape[-1] != dim:
-            raise ValueError(f"{inp['eval_' + tasks]}: sequences of dimension {batch.x.shape[-1]}, checkpoint has {dim}")
+            raise ValueError(
+                f"{inp['eval_' + tasks]}: sequences of dimension {batch.x.shape[-1]}, checkpoint has {dim}"
+            )
     tables = evaluate_checkpoint(ckpt.model, ckpt.bar, eval_sets, pool, snakemake.params.noise_var)
     for table, path in zip(tables, (snakemake.output.positions, snakemake.output.sequences), strict=True):
         table.insert(0, "step", ckpt.step)

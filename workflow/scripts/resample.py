@@ -11,7 +11,9 @@ with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     s, inp = snakemake.params.settings, snakemake.input
     ckpt = load_checkpoint(inp.checkpoint, run=snakemake.params.run)
-    all_targets = targets_from_files(inp.eval_true, inp.eval_pool, snakemake.wildcards.M, s["n_prefixes"], s["prefix_length"])
+    all_targets = targets_from_files(
+        inp.eval_true, inp.eval_pool, snakemake.wildcards.M, s["n_prefixes"], s["prefix_length"]
+    )
     samples = model_samples(ckpt.model, ckpt.bar, all_targets, s["n_paths"], s["path_length"], s["seed"])
     samples.insert(0, "step", ckpt.step)
     write_parquet(samples, snakemake.output[0])

@@ -22,4 +22,6 @@ with log_to(snakemake.log[0]):
     written = train(run, pool, Path(snakemake.output.log).parent, execution_config(snakemake.config))
     expected = {Path(p) for p in snakemake.output.checkpoints}
     if set(written) != expected:
-        raise RuntimeError(f"run wrote checkpoints {sorted(map(str, written))}, workflow expects {sorted(map(str, expected))}")
+        raise RuntimeError(
+            f"run wrote checkpoints {sorted(map(str, written))}, workflow expects {sorted(map(str, expected))}"
+        )

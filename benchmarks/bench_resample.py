@@ -18,7 +18,7 @@ import torch
 
 from lrpfn.buckets import BarDistribution, prior_borders
 from lrpfn.model import PFN, ModelConfig
-from lrpfn.resample import resample_model, resample_reencode
+from lrpfn.resample import draw_inputs, resample_model, resample_reencode
 
 
 def _run_in_child(queue, fn, args, kwargs):
@@ -83,12 +83,14 @@ def main():
     print(f"{'N':>5} {'cached s':>9} {'cached samples/s':>17} {'cached s/step':>13} {'peak +MB':>8} "
           f"{'reencode s':>10} {'reencode samples/s':>19} {'peak +MB':>8} {'speed-up':>8}")  # fmt: skip
     for n_steps in args.steps:
-        gen = lambda: torch.Generator(device=device).manual_seed(1)
-        x_fast, t_fast, m_fast = timed(resample_model, model, bar, args.paths, n_steps, generator=gen(), device=device)
+        inputs = draw_inputs(args.paths, n_steps, args.dim, torch.Generator().manual_seed(0))
+
+        def gen():
+            return torch.Generator(device=device).manual_seed(1)
+
+        x_fast, t_fast, m_fast = timed(resample_model, model, bar, inputs, generator=gen(), device=device)
         if n_steps <= args.skip_reencode_above:
-            x_slow, t_slow, m_slow = timed(
-                resample_reencode, model, bar, args.paths, n_steps, generator=gen(), device=device
-            )
+            x_slow, t_slow, m_slow = timed(resample_reencode, model, bar, inputs, generator=gen(), device=device)
             assert (x_fast == x_slow).all(), "the samplers drew different paths"
             slow_cols = f"{t_slow:10.2f} {args.paths * n_steps / t_slow:19.0f} {m_slow:8.0f} {t_slow / t_fast:7.1f}x"
         else:

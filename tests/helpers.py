@@ -80,7 +80,20 @@ def expected_outputs() -> list[str]:
         files += [f"eval/M{m}_seed0/step_{s:07d}{kind}.parquet" for s in steps for kind in ("", "_sequences")]
         files += [f"resample/M{m}_seed0/step_{s:07d}.parquet" for s in steps]
         files += [f"resample/M{m}_reference.parquet", f"resample/M{m}_seed0_stats.parquet"]
-    tables = ("metrics", "summary", "sequences", "closeness", "thresholds", "train_log", "resample_stats")
+    for m in ("1", "4"):  # shorter-budget runs (thresholds.short_budget: 0.5): 20 steps, checkpoints at 10 and 20
+        files += [f"short_budget/runs/M{m}_seed0/step_{s:07d}.pt" for s in (10, 20)]
+        files.append(f"short_budget/runs/M{m}_seed0/log.parquet")
+        files += [f"short_budget/eval/M{m}_seed0/step_0000020{kind}.parquet" for kind in ("", "_sequences")]
+    tables = (
+        "metrics",
+        "summary",
+        "sequences",
+        "closeness",
+        "budget_effect",
+        "thresholds",
+        "train_log",
+        "resample_stats",
+    )
     files += [f"tables/{t}.parquet" for t in tables]
     figures = [
         "mask",

@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 
-from lrpfn.compare import against_atoms, against_gaussian, against_samples, nearest_atom_distance
+from lrpfn.compare import against_samples, nearest_atom_distance
 from lrpfn.implied import reference_samples, statistics, targets
 from lrpfn.tasks import eval_set, master_pool
 
@@ -19,20 +19,6 @@ def test_same_distribution_looks_the_same_and_a_wider_one_does_not():
     assert table.ks_pvalue[0] > 1e-3 and table.ks_pvalue[1] < 1e-6
     # scipy's energy distance is the square-root form: its noise floor falls like n^(-1/4).
     assert table.energy[1] > 5 * table.energy[0]
-
-
-def test_against_gaussian_and_atoms():
-    rng = np.random.default_rng(1)
-    mean, cov = np.array([1.0, -2.0]), np.diag([0.25, 4.0])
-    samples = mean + rng.standard_normal((3000, 2)) * np.sqrt(np.diag(cov))
-    table = against_gaussian(samples, mean, cov)
-    assert (table.ridge_ks_pvalue > 1e-3).all()
-    assert np.allclose(table.ridge_std, [0.5, 2.0])
-    atoms = np.array([[0.0, 0.0], [3.0, 3.0]])
-    on_atoms = atoms[rng.choice(2, size=3000, p=[0.2, 0.8])]
-    right = against_atoms(on_atoms, atoms, np.array([0.2, 0.8])).dmmse_energy
-    wrong = against_atoms(on_atoms, atoms, np.array([0.8, 0.2])).dmmse_energy
-    assert (wrong > 5 * right).all()
 
 
 def test_nearest_atom_distance_matches_brute_force():
@@ -52,12 +38,21 @@ def test_targets_and_statistics_of_the_exact_sampler_against_itself():
         ("posterior", "pool", 0), ("posterior", "pool", 1),
     ]  # fmt: skip
     ref = reference_samples(pool, 0.25, 2, all_targets, 500, 8, seed=3)
-    other = reference_samples(pool, 0.25, 2, all_targets, 500, 8, seed=4).assign(step=100)
-    table = statistics(other, ref, all_targets, pool, 0.25)
-    assert len(table) == len(all_targets) * 2
-    # Two independent runs of the exact sampler agree.
-    assert (table.ks_pvalue > 1e-4).all()
+    assert ref.groupby(["prior", "replica"]).size().to_dict() == {
+        (p, r): 500 * 5 for p in ("gaussian", "pool") for r in (0, 1)
+    }
+    # Other y draws, the same inputs x: an exact sampler stands in for a model at step 100.
+    other = reference_samples(pool, 0.25, 2, all_targets, 500, 8, seed=3)
+    other = other[(other.prior == "pool") & (other.replica == 1)].drop(columns=["prior", "replica"]).assign(step=100)
+    table = statistics(other, ref, all_targets, pool)
+    assert len(table) == len(all_targets) * 2 * 2  # targets x references x dims
+    pool_ref, gauss_ref = table[table.reference == "pool"], table[table.reference == "gaussian"]
+    # Against its own prior's reference it sits exactly on the floor (it is replica 1) ...
+    np.testing.assert_array_equal(pool_ref.energy.to_numpy(), pool_ref.floor_energy.to_numpy())
+    # ... and from the prior or a pool prefix it is far from the Gaussian-prior reference.
+    on_pool = gauss_ref[gauss_ref.tasks != "true"]
+    assert on_pool.energy.mean() > 4 * on_pool.floor_energy.mean()  # measured: 6.6x
     # From the prior or a prefix drawn from the pool, w_hat (OLS on 8 points, noise sd 0.5)
-    # sits near a pool task; a T_true prefix pulls it off the pool.
-    on_pool = table[table.tasks != "true"]
-    assert (on_pool.median_pool_distance < 0.5).all()
+    # sits near a pool task, like the pool reference's; a Gaussian reference's does not.
+    assert (pool_ref[pool_ref.tasks != "true"].median_pool_distance < 0.5).all()
+    assert (pool_ref[pool_ref.tasks != "true"].ref_median_pool_distance < 0.5).all()

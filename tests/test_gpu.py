@@ -11,7 +11,7 @@ from lrpfn.buckets import BarDistribution, prior_borders
 from lrpfn.config import ExecutionConfig, ModelConfig, RunConfig, TrainConfig
 from lrpfn.io import load_torch
 from lrpfn.model import PFN
-from lrpfn.resample import resample_model
+from lrpfn.resample import draw_inputs, resample_model
 from lrpfn.tasks import master_pool, sample_batch
 from lrpfn.train import Stepper, build, make_optimizer, train
 
@@ -107,10 +107,11 @@ def test_cached_resampling_on_cuda_matches_cpu_in_distribution():
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.1)
     bar = BarDistribution(prior_borders(CONFIG.n_buckets, 4, 0.25))
-    cpu = resample_model(model, bar, 4000, 8, generator=torch.Generator().manual_seed(4)).y
+    inputs = draw_inputs(4000, 8, 4, torch.Generator().manual_seed(3))
+    cpu = resample_model(model, bar, inputs, generator=torch.Generator().manual_seed(4)).y
     cuda_model, cuda_bar = PFN(CONFIG).cuda(), BarDistribution(bar.borders).to("cuda")
     cuda_model.load_state_dict(model.state_dict())
-    gpu = resample_model(cuda_model, cuda_bar, 4000, 8, generator=torch.Generator(device="cuda").manual_seed(4)).y.cpu()
+    gpu = resample_model(cuda_model, cuda_bar, inputs, generator=torch.Generator(device="cuda").manual_seed(4)).y.cpu()
     # Different random streams: compare the paths' distributions, per step (means within 5 SE,
     # standard deviations within 10 %: 4000 paths give an SE of about 1.1 % on a std).
     se = (cpu.var(0) / 4000 + gpu.var(0) / 4000).sqrt()

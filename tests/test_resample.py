@@ -7,7 +7,7 @@ from scipy import stats
 from lrpfn.bayes import dmmse_posterior, ridge_posterior
 from lrpfn.buckets import BarDistribution, prior_borders
 from lrpfn.model import PFN, ModelConfig
-from lrpfn.resample import least_squares, resample_exact, resample_model, resample_reencode
+from lrpfn.resample import draw_inputs, least_squares, resample_exact, resample_model, resample_reencode
 from lrpfn.tasks import sample_batch
 
 
@@ -38,18 +38,36 @@ def test_cached_logits_equal_the_full_forward_at_every_step_float32(model_and_ba
 def test_cached_and_reencoding_samplers_draw_the_same_paths(model_and_bar, n_prefix):
     model, bar = model_and_bar
     prefix_x, prefix_y = torch.randn(n_prefix, 3), torch.randn(n_prefix)
-    args = (model, bar, 64, 12, prefix_x, prefix_y)
+    inputs = draw_inputs(64, 12, 3, torch.Generator().manual_seed(0))
+    args = (model, bar, inputs, prefix_x, prefix_y)
     fast = resample_model(*args, generator=torch.Generator().manual_seed(1))
     slow = resample_reencode(*args, generator=torch.Generator().manual_seed(1))
     assert fast.x.shape == (64, n_prefix + 12, 3)
     assert torch.equal(fast.x, slow.x)
     torch.testing.assert_close(fast.y, slow.y, rtol=0, atol=1e-4)
     assert torch.equal(fast.x[:, :n_prefix], prefix_x.expand(64, -1, -1))
+    assert torch.equal(fast.x[:, n_prefix:], inputs)
+
+
+def test_every_sampler_resamples_along_the_inputs_it_is_given(model_and_bar):
+    # The PFN and the exact references see the same x whatever their y draws consume.
+    model, bar = model_and_bar
+    prefix_x, prefix_y = torch.randn(2, 3), torch.randn(2)
+    inputs = draw_inputs(32, 6, 3, torch.Generator().manual_seed(3))
+    runs = [
+        resample_model(model, bar, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(4)),
+        resample_exact(None, 0.25, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(5)),
+        resample_exact(torch.randn(4, 3), 0.25, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(6)),
+    ]
+    for run in runs:
+        assert torch.equal(run.x[:, 2:].double(), inputs.double())
+        assert torch.equal(run.x[:, :2].double(), prefix_x.double().expand(32, -1, -1))
+    assert not torch.equal(runs[1].y, runs[2].y)
 
 
 def test_samples_come_from_the_full_bar_distribution(model_and_bar):
     model, bar = model_and_bar
-    out = resample_model(model, bar, 2000, 1, generator=torch.Generator().manual_seed(2))
+    out = resample_model(model, bar, draw_inputs(2000, 1, 3), generator=torch.Generator().manual_seed(2))
     y = out.y[:, 0]
     # Continuous draws, tails included: none sit at bucket centres, some lie beyond the outer borders.
     assert y.unique().numel() == 2000
@@ -70,9 +88,8 @@ def test_exact_gaussian_resampling_reproduces_the_posterior():
     noise_var, n, n_paths, n_steps = 0.25, 6, 4000, 600
     batch = sample_batch(1, n, 3, noise_var, None, torch.Generator().manual_seed(5))
     prefix_x, prefix_y = batch.x[0].double(), batch.y[0].double()
-    out = resample_exact(
-        None, noise_var, n_paths, n_steps, prefix_x, prefix_y, generator=torch.Generator().manual_seed(6)
-    )
+    inputs = draw_inputs(n_paths, n_steps, 3, torch.Generator().manual_seed(9))
+    out = resample_exact(None, noise_var, inputs, prefix_x, prefix_y, generator=torch.Generator().manual_seed(6))
     mu, cov = ridge_posterior(prefix_x[None], prefix_y[None], noise_var)
     for d in range(3):
         sd = cov[0, d, d].sqrt().item()
@@ -84,7 +101,7 @@ def test_exact_gaussian_resampling_reproduces_the_posterior():
 
 
 def test_exact_gaussian_prior_is_standard_normal():
-    out = resample_exact(None, 0.25, 3000, 400, dim=2, generator=torch.Generator().manual_seed(7))
+    out = resample_exact(None, 0.25, draw_inputs(3000, 400, 2), generator=torch.Generator().manual_seed(7))
     for d in range(2):
         assert stats.kstest(out.w_hat[:, d].numpy(), "norm").pvalue > 1e-3
 
@@ -94,7 +111,8 @@ def test_exact_pool_resampling_picks_tasks_with_posterior_frequencies():
     pool = torch.tensor([[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0], [0.0, -2.0]], dtype=torch.float64)
     prefix_x = torch.tensor([[0.5, 0.4]], dtype=torch.float64)
     prefix_y = torch.tensor([0.3], dtype=torch.float64)
-    out = resample_exact(pool, noise_var, n_paths, 300, prefix_x, prefix_y, generator=torch.Generator().manual_seed(8))
+    inputs = draw_inputs(n_paths, 300, 2, torch.Generator().manual_seed(10))
+    out = resample_exact(pool, noise_var, inputs, prefix_x, prefix_y, generator=torch.Generator().manual_seed(8))
     nearest = torch.cdist(out.w_hat, pool).argmin(-1)
     counts = torch.bincount(nearest, minlength=4).numpy()
     weights = dmmse_posterior(prefix_x[None], prefix_y[None], pool, noise_var)[0].numpy()

@@ -8,7 +8,10 @@ import pytest
 
 from lrpfn.sweep import (
     RESOLVED_SE,
+    budget_effect,
+    budgets,
     closeness,
+    sweep_tables,
     threshold_budget_crossing,
     threshold_closer_to_ridge,
     thresholds,
@@ -61,22 +64,32 @@ def verdicts_table(closer, sizes=SIZES, step: int = 1000) -> pd.DataFrame:
     )
 
 
-def summary_rows(budgets: dict, seed: int = 0, tasks: str = "true", steps=(900, 1000)) -> pd.DataFrame:
-    """Summary rows from {pool_size: (delta_ridge at the previous checkpoint, at the final one)}.
+def ridge_rows(pool_size: str, delta_ridge, seed: int = 0, step: int = 1000, tasks: str = "true") -> pd.DataFrame:
+    """One row per sequence with the given delta_ridge (and delta_dmmse one above it)."""
+    delta_ridge = np.asarray(delta_ridge, dtype=float)
+    return pd.DataFrame(
+        {
+            "pool_size": pool_size,
+            "seed": seed,
+            "step": step,
+            "tasks": tasks,
+            "sequence": np.arange(len(delta_ridge)),
+            "delta_dmmse": delta_ridge + 1.0,
+            "delta_ridge": delta_ridge,
+        }
+    )
 
-    An early checkpoint (step 100) with an extreme value is added: only the last two checkpoints may count.
-    """
-    rows = []
-    for pool_size, (previous, final) in budgets.items():
-        for step, value in [(100, 1e6), (steps[0], previous), (steps[1], final)]:
-            row = {"pool_size": pool_size, "seed": seed, "step": step, "tasks": tasks, "delta_ridge": value}
-            rows.append(row | {"delta_dmmse": 1.0})
-    return pd.DataFrame(rows)
+
+EFFECT_SIGN = {"away": 1.0, "towards": -1.0, "unresolved": 0.1}
 
 
-def budgets_from_r(r_values, sizes=SIZES) -> dict:
-    """{pool_size: (1, e^r)}: log(final / previous) = r at each pool size."""
-    return {f"{s:g}": (1.0, math.exp(r)) for s, r in zip(sizes[: len(r_values)], r_values, strict=True)}
+def effects_table(effects, r=None, sizes=SIZES) -> pd.DataFrame:
+    """budget_effect()-shaped rows with the given effects (r by default of the effect's sign), one per pool size."""
+    sizes = sizes[: len(effects)]
+    r = [EFFECT_SIGN[e] for e in effects] if r is None else r
+    return pd.DataFrame(
+        {"pool_size": [f"{s:g}" for s in sizes], "pool_size_value": sizes, "r": r, "effect": list(effects)}
+    )
 
 
 def log_linear_zero(m1: float, r1: float, m2: float, r2: float) -> float:
@@ -247,98 +260,171 @@ def test_closer_to_ridge_from_closeness_end_to_end():
     assert threshold_closer_to_ridge(verdicts)["pool_size_star"] == 16.0
 
 
+# --- the budget effect: the paired log-ratio and its verdict --------------------------------------------------------
+
+
+def test_budget_effect_r_and_se_are_the_paired_delta_method_values():
+    # long a = (1, 2, 3, 6), short b = (2, 2, 4, 8): means A = 3, B = 4; var(a) = 14/3, var(b) = 8, cov = 6 (ddof=1).
+    # var_r = [14/27 + 8/16 - 2 * 6/12] / 4 = 1/216. Unpaired (no covariance) it would be 55/216, and
+    # r / SE = -0.57 would be unresolved; paired it is -4.2, towards ridge.
+    long = ridge_rows("4", [1.0, 2.0, 3.0, 6.0], step=1000)
+    short = ridge_rows("4", [2.0, 2.0, 4.0, 8.0], step=500).iloc[::-1]  # pairs by sequence, not by row order
+    row = budget_effect(long, short).iloc[0]
+    assert (row.pool_size, row.long_step, row.short_step) == ("4", 1000, 500)
+    assert (row.delta_ridge_long, row.delta_ridge_short) == pytest.approx((3.0, 4.0), rel=1e-12)
+    assert row.r == pytest.approx(math.log(3.0 / 4.0), rel=1e-12)
+    assert row.r_se == pytest.approx(math.sqrt(1.0 / 216.0), rel=1e-12)
+    assert row.r_se < math.sqrt(55.0 / 216.0)
+    assert row.effect == "towards"
+
+
+def test_budget_effect_averages_seeds_per_sequence():
+    # The seeds carry opposite noise around the values of the paired test: their per-sequence means are those values.
+    a, b = np.array([1.0, 2.0, 3.0, 6.0]), np.array([2.0, 2.0, 4.0, 8.0])
+    e, f = np.array([0.5, -1.0, 0.25, 2.0]), np.array([-0.75, 1.5, 0.5, -1.0])
+    long = pd.concat([ridge_rows("4", a + e, seed=0), ridge_rows("4", a - e, seed=1)])
+    short = pd.concat([ridge_rows("4", b + f, seed=0, step=500), ridge_rows("4", b - f, seed=1, step=500)])
+    row = budget_effect(long, short).iloc[0]
+    assert row.r == pytest.approx(math.log(3.0 / 4.0), rel=1e-12)
+    assert row.r_se == pytest.approx(math.sqrt(1.0 / 216.0), rel=1e-12)
+    # Seed 0 alone has other per-sequence values, so another SE.
+    seed_0 = budget_effect(long[long.seed == 0], short[short.seed == 0]).iloc[0]
+    assert seed_0.r_se != pytest.approx(row.r_se, rel=1e-3)
+
+
+def test_budget_effect_ignores_the_infinite_pool_and_the_runs_own_tasks():
+    def table(step, values_4, values_16):
+        return pd.concat(
+            [
+                ridge_rows("16", values_16, step=step),
+                ridge_rows("4", values_4, step=step),
+                ridge_rows("4", [step / 10, 1.0, 50.0], step=step, tasks="pool"),  # would change r
+                ridge_rows("inf", [9.0, 8.0, 7.0], step=step),
+            ]
+        )
+
+    result = budget_effect(table(1000, [1.0, 2.0, 3.0], [1.0, 1.0, 4.0]), table(500, [2.0, 2.0, 2.0], [3.0, 4.0, 5.0]))
+    # Only finite pool sizes on T_true, in numeric order ('16' sorts before '4' as a string).
+    assert result.pool_size.to_list() == ["4", "16"]
+    assert result.r.to_list() == pytest.approx([math.log(2.0 / 2.0), math.log(2.0 / 4.0)], rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("z", "expected"),
+    [(2.5, "away"), (-2.5, "towards"), (1.5, "unresolved"), (-1.5, "unresolved")],
+)
+def test_budget_effect_resolves_beyond_two_standard_errors(z, expected):
+    # long has mean 1 and SE se; short is constant exp(-z se): r = z se with r_se = se exactly.
+    se = 0.04
+    long = ridge_rows("4", diffs_with(1.0, se))
+    short = ridge_rows("4", np.full(8, math.exp(-z * se)), step=500)
+    row = budget_effect(long, short).iloc[0]
+    assert row.r == pytest.approx(z * se, rel=1e-12)
+    assert row.r_se == pytest.approx(se, rel=1e-12)
+    assert row.effect == expected
+
+
 # --- M* from the budget crossing ------------------------------------------------------------------------------------
 
 
 def test_budget_crossing_exact_zero_at_a_pool_size():
-    # r = +, 0, -: the previous and final delta_ridge are equal at M=4, so r crosses zero exactly there.
-    summary = summary_rows({"1": (1.0, 2.0), "4": (3.0, 3.0), "16": (2.0, 1.0)})
-    result = threshold_budget_crossing(summary)
-    assert result["pool_size_star"] == pytest.approx(4.0, rel=1e-12)
-    assert (result["lower"], result["upper"]) == (1.0, 4.0)
-    assert result["method"] == "budget_crossing"
-
-
-def test_budget_crossing_interpolates_linearly_in_log_pool_size():
-    # r = +a at M=4 and -b at M=16 with a = log 2, b = log 4: M* = 4 * 4^(1/3).
-    summary = summary_rows({"1": (1.0, 5.0), "4": (1.0, 2.0), "16": (1.0, 0.25)})
-    a, b = math.log(2.0), math.log(4.0)
-    expected = math.exp(math.log(4.0) + a / (a + b) * (math.log(16.0) - math.log(4.0)))
-    result = threshold_budget_crossing(summary)
-    assert result["pool_size_star"] == pytest.approx(expected, rel=1e-12)
-    assert result["pool_size_star"] == pytest.approx(4.0 * 4.0 ** (1 / 3), rel=1e-12)
+    # r reaches zero exactly at M=16, the first size of the towards-run: t = 1, M* = 16.
+    effects = effects_table(["away", "away", "towards", "towards"], r=[0.5, 0.3, 0.0, -0.2])
+    result = threshold_budget_crossing(effects, "two budgets")
+    assert result["pool_size_star"] == pytest.approx(16.0, rel=1e-12)
     assert (result["lower"], result["upper"]) == (4.0, 16.0)
+    assert result["method"] == "budget_crossing"
     assert result["reason"] == ""
 
 
-def test_budget_crossing_uses_the_last_two_checkpoints():
-    summary = summary_rows({"1": (1.0, 2.0), "4": (2.0, 1.0)}, steps=(900, 1000))
-    result = threshold_budget_crossing(summary)
-    assert result["pool_size_star"] == pytest.approx(2.0, rel=1e-12)  # symmetric r = +-log 2: midway in log M
-    assert "900 and 1000 steps" in result["description"]
+def test_budget_crossing_interpolates_linearly_in_log_pool_size():
+    # r = +log 2 at M=4 and -log 4 at M=16: M* = 4 * 4^(1/3).
+    effects = effects_table(["away", "away", "towards"], r=[1.0, math.log(2.0), -math.log(4.0)])
+    result = threshold_budget_crossing(effects, "two budgets")
+    assert result["pool_size_star"] == pytest.approx(4.0 * 4.0 ** (1 / 3), rel=1e-12)
+    assert (result["lower"], result["upper"]) == (4.0, 16.0)
 
 
-def test_budget_crossing_noisy_curve_uses_the_last_positive_r():
+def test_budget_crossing_description_names_the_budgets():
+    result = threshold_budget_crossing(effects_table(["away", "towards"]), "runs of 1000 and of 500 steps")
+    assert "runs of 1000 and of 500 steps" in result["description"]
+
+
+def test_budget_crossing_noisy_curve_uses_the_last_away_size():
     r = [0.5, -0.2, 0.3, -0.1, -0.4]
-    result = threshold_budget_crossing(summary_rows(budgets_from_r(r)))
+    result = threshold_budget_crossing(effects_table(["away", "towards", "away", "towards", "towards"], r=r), "")
     assert (result["lower"], result["upper"]) == (16.0, 64.0)
     assert result["pool_size_star"] == pytest.approx(log_linear_zero(16.0, 0.3, 64.0, -0.1), rel=1e-12)
 
 
-def test_budget_crossing_none_when_r_is_positive_up_to_the_largest_pool():
-    result = threshold_budget_crossing(summary_rows(budgets_from_r([0.4, -0.1, 0.2])))
+@pytest.mark.parametrize(("last", "state"), [("away", "away from ridge"), ("unresolved", "neither way resolved")])
+def test_budget_crossing_none_when_the_largest_pool_is_not_towards(last, state):
+    result = threshold_budget_crossing(effects_table(["away", "towards", "towards", last]), "")
     assert_nan(result["pool_size_star"])
-    assert result["lower"] == 16.0
+    assert result["lower"] == 64.0
     assert_nan(result["upper"])
-    assert "M* > 16" in result["reason"]
+    assert state in result["reason"] and "M* > 64" in result["reason"]
 
 
-def test_budget_crossing_none_when_r_is_never_positive():
-    # r = 0 exactly counts as "not away from ridge".
-    result = threshold_budget_crossing(summary_rows({"1": (2.0, 2.0), "4": (1.0, 0.5), "16": (1.0, 0.9)}))
+def test_budget_crossing_all_towards_bounds_from_above_only():
+    result = threshold_budget_crossing(effects_table(["towards", "towards", "towards"]), "")
     assert_nan(result["pool_size_star"])
     assert_nan(result["lower"])
     assert result["upper"] == 1.0
     assert "M* <= 1" in result["reason"]
 
 
-def test_budget_crossing_ignores_the_infinite_pool_and_the_runs_own_tasks():
-    true = {"1": (1.0, 2.0), "4": (1.0, 0.5)}
-    clean = threshold_budget_crossing(summary_rows(true))
-    noisy = pd.concat(
-        [
-            summary_rows(true),
-            summary_rows({"inf": (1.0, 10.0)}),  # r > 0 at the largest size would mean no crossing
-            summary_rows({"1": (1.0, 0.1), "4": (1.0, 10.0)}, tasks="pool"),  # the opposite curve
-        ]
-    )
-    result = threshold_budget_crossing(noisy)
-    assert result["pool_size_star"] == pytest.approx(2.0, rel=1e-12)
-    assert result == clean
+@pytest.mark.parametrize(
+    ("effects", "lower", "upper", "named"),
+    [
+        (["away", "unresolved", "towards"], 1.0, 16.0, "M=4 not resolved"),
+        (["away", "unresolved", "unresolved", "towards"], 1.0, 64.0, "M=4, 16 not resolved"),
+        (["unresolved", "unresolved", "towards"], math.nan, 16.0, "M=1, 4 not resolved"),
+    ],
+)
+def test_budget_crossing_unresolved_just_below_the_towards_run_gives_a_bracket(effects, lower, upper, named):
+    result = threshold_budget_crossing(effects_table(effects), "")
+    assert_nan(result["pool_size_star"])
+    assert result["lower"] == lower or (math.isnan(lower) and math.isnan(result["lower"]))
+    assert result["upper"] == upper
+    assert named in result["reason"]
 
 
-def test_budget_crossing_averages_seeds_before_the_ratio():
-    # At M=4 seed 0 has r = log 2 and seed 1 has r = log 0.6: seed 0 alone, or the mean of the two logs
-    # (log 1.2 / 2), is > 0 and gives no crossing. The seed means, 5.5 then 4, give r = log(8/11) < 0.
-    summary = pd.concat(
-        [
-            summary_rows({"1": (1.0, 2.0), "4": (1.0, 2.0)}, seed=0),
-            summary_rows({"1": (1.0, 2.0), "4": (10.0, 6.0)}, seed=1),
-        ]
-    )
-    r1, r4 = math.log(2.0), math.log(8.0 / 11.0)
-    result = threshold_budget_crossing(summary)
-    assert result["pool_size_star"] == pytest.approx(log_linear_zero(1.0, r1, 4.0, r4), rel=1e-12)
-    assert (result["lower"], result["upper"]) == (1.0, 4.0)
-
-
-def test_budget_crossing_needs_two_pool_sizes_with_two_checkpoints():
-    one_checkpoint = summary_rows({"4": (1.0, 0.5)})
-    one_checkpoint = one_checkpoint[one_checkpoint.step == 1000]
-    summary = pd.concat([summary_rows({"1": (1.0, 2.0)}), one_checkpoint])
-    result = threshold_budget_crossing(summary)
+@pytest.mark.parametrize("effects", [["towards"], []])
+def test_budget_crossing_needs_two_pool_sizes(effects):
+    result = threshold_budget_crossing(effects_table(effects), "")
     assert_nan(result["pool_size_star"])
     assert "fewer than two" in result["reason"]
+
+
+# --- the two budgets ------------------------------------------------------------------------------------------------
+
+
+def checkpoints(*steps) -> pd.DataFrame:
+    return pd.concat([ridge_rows("4", [1.0, 2.0], step=step) for step in steps], ignore_index=True)
+
+
+def test_budgets_with_short_runs_compares_final_checkpoints_of_two_runs():
+    short = ridge_rows("4", [5.0, 6.0], step=500)
+    long, shorter, label = budgets(checkpoints(1000, 100, 900), short)
+    assert long.step.unique().tolist() == [1000]
+    assert shorter is short
+    assert label == "runs of 1000 and of 500 steps, each with its full schedule"
+    assert "proxy" not in label
+
+
+def test_budgets_without_short_runs_uses_the_previous_checkpoint_as_a_proxy():
+    long, shorter, label = budgets(checkpoints(1000, 100, 900), None)
+    assert long.step.unique().tolist() == [1000]
+    assert shorter.step.unique().tolist() == [900]
+    assert "checkpoints 900 and 1000" in label and "proxy" in label
+
+
+def test_budgets_single_checkpoint_has_no_second_budget():
+    long, shorter, label = budgets(checkpoints(1000), None)
+    assert long.step.unique().tolist() == [1000]
+    assert len(shorter) == 0
+    assert "no second budget" in label
 
 
 # --- both estimates -------------------------------------------------------------------------------------------------
@@ -354,9 +440,72 @@ def test_thresholds_uses_the_final_step_for_closer_to_ridge():
         ],
         ignore_index=True,
     )
-    summary = summary_rows({"1": (1.0, 2.0), "4": (2.0, 1.0)})
-    result = thresholds(summary, verdicts).set_index("method")
+    effects = effects_table(["away", "towards"], r=[math.log(2.0), -math.log(2.0)])
+    result = thresholds(verdicts, effects, "two budgets").set_index("method")
     assert result.index.to_list() == ["closer_to_ridge", "budget_crossing"]
     closer = result.loc["closer_to_ridge"]
     assert (closer.pool_size_star, closer.lower, closer.upper) == (16.0, 4.0, 16.0)
-    assert result.loc["budget_crossing"].pool_size_star == pytest.approx(2.0, rel=1e-12)
+    crossing = result.loc["budget_crossing"]
+    assert crossing.pool_size_star == pytest.approx(2.0, rel=1e-12)  # symmetric r = +-log 2: midway in log M
+    assert "two budgets" in crossing.description
+
+
+# Per seed and pool size (1, 4, 16, 64): delta_ridge at the final checkpoint over the previous one. Seed 0 crosses
+# between 1 and 4, seed 1 between 16 and 64; their per-sequence mean (2, 1.25, 1.25, 0.5) between 16 and 64 elsewhere.
+FINAL_OVER_PREVIOUS = {0: [2.0, 0.5, 0.5, 0.5], 1: [2.0, 2.0, 2.0, 0.5]}
+BASE, NOISE = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.02, -0.02, -0.02, 0.02])  # NOISE: mean 0, uncorrelated
+
+
+def sweep_sequences() -> pd.DataFrame:
+    """Two seeds, checkpoints 900 and 1000: log(final / previous) of the sequence means is log FINAL_OVER_PREVIOUS."""
+    rows = []
+    for seed, ratios in FINAL_OVER_PREVIOUS.items():
+        for size, ratio in zip(SIZES[:4], ratios, strict=True):
+            rows += [ridge_rows(f"{size:g}", BASE, seed, step=900)]
+            rows += [ridge_rows(f"{size:g}", ratio * BASE + NOISE, seed, step=1000)]
+    return pd.concat(rows, ignore_index=True)
+
+
+def crossing_stars(tables: dict) -> dict:
+    result = tables["thresholds"]
+    return result[result.method == "budget_crossing"].set_index("seeds").pool_size_star.to_dict()
+
+
+def test_sweep_tables_thresholds_for_all_seeds_and_each_seed():
+    tables = sweep_tables(sweep_sequences())
+    assert set(tables) == {"closeness", "budget_effect", "thresholds"}
+    pairs = tables["thresholds"][["seeds", "method"]].apply(tuple, axis=1).to_list()
+    assert sorted(pairs) == sorted((s, m) for s in ["all", "0", "1"] for m in ["closer_to_ridge", "budget_crossing"])
+    for key in ["closeness", "budget_effect"]:
+        assert set(tables[key].seeds) == {"all", "0", "1"}
+    effects = tables["budget_effect"]
+    for seed, ratios in FINAL_OVER_PREVIOUS.items():
+        r = effects[effects.seeds == str(seed)].r.to_list()
+        assert r == pytest.approx(np.log(ratios), rel=1e-12)
+    stars = crossing_stars(tables)
+    assert stars["0"] == pytest.approx(2.0, rel=1e-12)
+    assert stars["1"] == pytest.approx(32.0, rel=1e-12)
+    assert stars["all"] == pytest.approx(log_linear_zero(16.0, math.log(1.25), 64.0, math.log(0.5)), rel=1e-12)
+    crossing = tables["thresholds"][tables["thresholds"].method == "budget_crossing"]
+    assert all("checkpoints 900 and 1000" in d and "proxy" in d for d in crossing.description)
+
+
+def test_sweep_tables_with_short_runs_uses_them_instead_of_the_previous_checkpoint():
+    # Short runs of 500 steps with delta_ridge BASE * SHORT[seed]; each seed's final over its short run:
+    # seed 0 (2, 1/8, 1/8, 1/8), seed 1 (2, 2, 2, 1/8), per-sequence means (2, 1/2, 1/2, 1/8).
+    short_over_previous = {0: [1.0, 4.0, 4.0, 4.0], 1: [1.0, 1.0, 1.0, 4.0]}
+    short = pd.concat(
+        [
+            ridge_rows(f"{m:g}", q * BASE, seed, step=500)
+            for seed, ratios in short_over_previous.items()
+            for m, q in zip(SIZES[:4], ratios, strict=True)
+        ]
+    )
+    tables = sweep_tables(sweep_sequences(), short)
+    assert set(tables["budget_effect"].short_step) == {500}
+    stars = crossing_stars(tables)
+    assert stars["0"] == pytest.approx(math.sqrt(2.0), rel=1e-12)  # r = log 2, -3 log 2
+    assert stars["1"] == pytest.approx(16.0 * math.sqrt(2.0), rel=1e-12)  # r = log 2, -3 log 2
+    assert stars["all"] == pytest.approx(2.0, rel=1e-12)  # r = log 2, -log 2
+    crossing = tables["thresholds"][tables["thresholds"].method == "budget_crossing"]
+    assert all("runs of 1000 and of 500 steps" in d for d in crossing.description)

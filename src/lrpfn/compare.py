@@ -1,10 +1,12 @@
 """Per-dimension comparison of resampled ``w_hat`` against references (SPEC §7).
 
-* :func:`against_samples` — another sample set (the exact reference resampler): mean, std,
+* :func:`against_samples` — another sample set (an exact reference resampler): mean, std,
   std ratio, two-sample KS statistic and p-value, energy distance;
-* :func:`against_gaussian` — the exact Gaussian posterior ``N(mu_n, S_n)`` (or the prior
-  ``N(0, I)``), the ridge reference: one-sample KS against its marginal, energy distance;
-* :func:`against_atoms` — the exact pool posterior, a weighted set of atoms: energy distance.
+* :func:`nearest_atom_distance` — how far each ``w_hat`` lies from its nearest pool task.
+
+Samples are compared with samples of the identical procedure, never with the exact
+posterior itself: ``w_hat`` carries the least-squares noise of a finite path, which only a
+reference resampler shares.
 """
 
 from __future__ import annotations
@@ -33,37 +35,6 @@ def against_samples(samples: np.ndarray, reference: np.ndarray) -> pd.DataFrame:
                 "energy": stats.energy_distance(s, r),
             }
         )
-    return pd.DataFrame(rows)
-
-
-def against_gaussian(samples: np.ndarray, mean: np.ndarray, cov: np.ndarray, seed: int = 0) -> pd.DataFrame:
-    """Each marginal against N(mean_d, cov_dd): one-sample KS, and the energy distance to as
-    many exact draws (seeded) as there are samples."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for d in range(samples.shape[1]):
-        sd = float(np.sqrt(cov[d, d]))
-        ks = stats.kstest(samples[:, d], "norm", args=(float(mean[d]), sd))
-        exact = float(mean[d]) + sd * rng.standard_normal(samples.shape[0])
-        rows.append(
-            {
-                "dim": d,
-                "ridge_mean": float(mean[d]),
-                "ridge_std": sd,
-                "ridge_ks": ks.statistic,
-                "ridge_ks_pvalue": ks.pvalue,
-                "ridge_energy": stats.energy_distance(samples[:, d], exact),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def against_atoms(samples: np.ndarray, atoms: np.ndarray, weights: np.ndarray) -> pd.DataFrame:
-    """Energy distance of each marginal to the discrete distribution sum_m weights_m delta(atoms_m)."""
-    rows = []
-    for d in range(samples.shape[1]):
-        energy = stats.energy_distance(samples[:, d], atoms[:, d], v_weights=weights)
-        rows.append({"dim": d, "dmmse_energy": energy})
     return pd.DataFrame(rows)
 
 

@@ -23,7 +23,7 @@ the standard library and pyyaml.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
@@ -210,6 +210,16 @@ def run_config(config: dict, pool_size: str, seed: int) -> RunConfig:
     )
 
 
+def short_run_config(config: dict, pool_size: str, seed: int) -> RunConfig | None:
+    """The shorter-budget run of a pool size and seed (``thresholds.short_budget`` of the
+    steps, its own full schedule), or None when the config compares checkpoints instead."""
+    fraction = config.get("thresholds", {}).get("short_budget")
+    if fraction is None:
+        return None
+    run = run_config(config, pool_size, seed)
+    return replace(run, train=replace(run.train, steps=round(fraction * run.train.steps)))
+
+
 def execution_config(config: dict) -> ExecutionConfig:
     """How training jobs run: the execution keys of ``train``."""
     return ExecutionConfig(**{k: v for k, v in config["train"].items() if k in EXECUTION_KEYS})
@@ -289,6 +299,12 @@ def check_experiment(config: dict) -> None:
         raise ConfigError(
             f"resample.checkpoints: {resample['checkpoints']} exceeds the {n_checkpoints} checkpoints of "
             f"train.checkpoints={train['checkpoints']}, train.steps={train['steps']}"
+        )
+    short_budget = config.get("thresholds", {}).get("short_budget")
+    if short_budget is not None and round(short_budget * train["steps"]) < train["checkpoints"]:
+        raise ConfigError(
+            f"thresholds.short_budget: {short_budget} of train.steps={train['steps']} leaves fewer steps than "
+            f"train.checkpoints={train['checkpoints']}"
         )
     if resample["plot_dims"] > config["dim"]:
         raise ConfigError(f"resample.plot_dims: {resample['plot_dims']} exceeds dim={config['dim']}")

@@ -6,7 +6,8 @@ points in all (prefix included), so prior and posteriors use the same functional
 
 Sample tables have one row per path: kind ('prior' | 'posterior'), tasks ('' for the prior,
 else the evaluation set the prefix came from: 'true' | 'pool'), prefix (sequence index, -1
-for the prior), path, w_0..w_{D-1}.
+for the prior), path, w_0..w_{D-1}; reference tables lead with the exact predictive's
+prior ('gaussian' | 'pool') and replica (0 | 1).
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .bayes import dmmse_posterior, ridge_posterior
 from .buckets import BarDistribution
-from .compare import against_atoms, against_gaussian, against_samples, nearest_atom_distance
+from .compare import against_samples, nearest_atom_distance
 from .model import PFN
-from .resample import Resampled, resample_exact, resample_model
+from .resample import Resampled, draw_inputs, resample_exact, resample_model
 from .tasks import Batch, read_eval_set, w_columns
 
 TARGET_KEYS = ["kind", "tasks", "prefix"]
@@ -58,17 +58,26 @@ def _steps(target: Target, path_length: int) -> int:
     return path_length - (0 if target.x is None else target.x.shape[0])
 
 
+def _streams(target: Target, n_paths: int, path_length: int, dim: int, seed: int, replica: int = 0, device="cpu"):
+    """The path inputs of a target, from a stream of their own (``seed``), and the generator
+    of its y draws (``seed + 1 + replica``): every sampler and replica sees the same x."""
+    inputs = draw_inputs(n_paths, _steps(target, path_length), dim, torch.Generator().manual_seed(seed))
+    return inputs, torch.Generator(device=device).manual_seed(seed + 1 + replica)
+
+
 def model_samples(
     model: PFN, bar: BarDistribution, all_targets: list[Target], n_paths: int, path_length: int, seed: int
 ) -> pd.DataFrame:
-    """Resample every target with the PFN; the same seed for every checkpoint (common random numbers)."""
+    """Resample every target with the PFN; the same streams for every checkpoint (common random numbers)."""
     device = next(model.parameters()).device
     frames = []
     for target in all_targets:
-        generator = torch.Generator(device=device).manual_seed(seed)
-        result = resample_model(model, bar, n_paths, _steps(target, path_length), target.x, target.y, generator)
-        frames.append(_frame(target, result))
+        inputs, generator = _streams(target, n_paths, path_length, model.config.dim, seed, device=device)
+        frames.append(_frame(target, resample_model(model, bar, inputs, target.x, target.y, generator)))
     return pd.concat(frames, ignore_index=True)
+
+
+REFERENCE_KEYS = ["prior", "replica"]
 
 
 def reference_samples(
@@ -80,15 +89,22 @@ def reference_samples(
     path_length: int,
     seed: int,
 ) -> pd.DataFrame:
-    """The same procedure with the exact posterior predictive of the run's prior."""
+    """The same procedure with exact posterior predictives, along the PFN's inputs.
+
+    Under the Gaussian prior N(0, I) (``prior`` 'gaussian') and, when ``pool`` is given,
+    under the pool prior ('pool'); each twice (``replica`` 0 and 1, other y draws), so that
+    the distance between two exact resamplers — the sampling floor — is known.
+    """
+    priors = {"gaussian": None} | ({} if pool is None else {"pool": pool})
     frames = []
-    for target in all_targets:
-        generator = torch.Generator().manual_seed(seed)
-        result = resample_exact(
-            pool, noise_var, n_paths, _steps(target, path_length), target.x, target.y, generator, dim=dim
-        )
-        frames.append(_frame(target, result))
-    return pd.concat(frames, ignore_index=True)
+    for prior, tasks in priors.items():
+        for replica in (0, 1):
+            for target in all_targets:
+                inputs, generator = _streams(target, n_paths, path_length, dim, seed, replica)
+                result = resample_exact(tasks, noise_var, inputs, target.x, target.y, generator)
+                frames.append(_frame(target, result).assign(prior=prior, replica=replica))
+    table = pd.concat(frames, ignore_index=True)
+    return table[[*REFERENCE_KEYS, *(c for c in table.columns if c not in REFERENCE_KEYS)]]
 
 
 def statistics(
@@ -96,41 +112,42 @@ def statistics(
     reference: pd.DataFrame,
     all_targets: list[Target],
     pool: torch.Tensor | None,
-    noise_var: float,
 ) -> pd.DataFrame:
-    """Per (step, target, dim): the model's samples against the reference resampler, the exact
-    Gaussian posterior (prior: N(0, I)), and for a pool prior the exact dMMSE posterior; plus
-    the median distance of each ``w_hat`` to its nearest pool task."""
+    """Per (step, target, reference prior, dim): the model's samples against that exact
+    reference resampler (replica 0), beside the floor two exact replicas reach.
+
+    Columns of :func:`lrpfn.compare.against_samples` (``std_ratio``, ``ks``, ``energy``, ...),
+    ``floor_ks`` and ``floor_energy`` (replica 1 against replica 0), and for a pool the
+    median distance of each ``w_hat`` to its nearest pool task, of the model
+    (``median_pool_distance``) and of the reference (``ref_median_pool_distance``).
+    """
     dim = sum(c.startswith("w_") for c in samples.columns)
     cols = w_columns(dim)
+    atoms = None if pool is None else pool.numpy().astype(np.float64)
     rows = []
     for target in all_targets:
 
         def select(frame: pd.DataFrame, target: Target = target) -> pd.DataFrame:
             return frame[(frame.kind == target.kind) & (frame.tasks == target.tasks) & (frame.prefix == target.prefix)]
 
-        ref = select(reference)[cols].to_numpy()
-        if target.x is None:
-            mean, cov = np.zeros(dim), np.eye(dim)
-            weights = None if pool is None else np.full(pool.shape[0], 1 / pool.shape[0])
-        else:
-            mu, s = ridge_posterior(target.x[None].double(), target.y[None].double(), noise_var)
-            mean, cov = mu[0].numpy(), s[0].numpy()
-            weights = (
-                None if pool is None else dmmse_posterior(target.x[None], target.y[None], pool, noise_var)[0].numpy()
-            )
-        for step, group in select(samples).groupby("step"):
-            w = group[cols].to_numpy()
-            table = against_samples(w, ref).merge(against_gaussian(w, mean, cov), on="dim")
-            if pool is not None:
-                table = table.merge(against_atoms(w, pool.numpy().astype(np.float64), weights), on="dim")
-                table["median_pool_distance"] = np.median(nearest_atom_distance(w, pool.numpy().astype(np.float64)))
-            else:
-                table["dmmse_energy"] = np.nan
-                table["median_pool_distance"] = np.nan
-            for i, key in enumerate(["step", *TARGET_KEYS]):
-                table.insert(i, key, step if key == "step" else getattr(target, key))
-            rows.append(table)
+        model = select(samples)
+        for prior, ref in select(reference).groupby("prior", sort=False):
+            exact = ref.loc[ref.replica == 0, cols].to_numpy()
+            replica = ref.loc[ref.replica == 1, cols].to_numpy()
+            floor = against_samples(replica, exact)[["dim", "ks", "energy"]]
+            floor = floor.rename(columns={"ks": "floor_ks", "energy": "floor_energy"})
+            for step, group in model.groupby("step"):
+                w = group[cols].to_numpy()
+                table = against_samples(w, exact).merge(floor, on="dim")
+                table["median_pool_distance"] = np.nan if atoms is None else np.median(nearest_atom_distance(w, atoms))
+                table["ref_median_pool_distance"] = (
+                    np.nan if atoms is None else np.median(nearest_atom_distance(exact, atoms))
+                )
+                for i, (key, value) in enumerate(
+                    [("step", step), *((k, getattr(target, k)) for k in TARGET_KEYS), ("reference", prior)]
+                ):
+                    table.insert(i, key, value)
+                rows.append(table)
     return pd.concat(rows, ignore_index=True)
 
 

@@ -172,10 +172,13 @@ def implied_prior_figure(
     samples: pd.DataFrame, reference: pd.DataFrame, pool: np.ndarray | None, pool_size: str, n_dims: int
 ) -> plt.Figure:
     """Rows: the first dimensions of w; columns: checkpoints. Histogram + KDE of the PFN's
-    resampled w_hat (implied prior), N(0, 1), the pool's values and the exact reference."""
+    resampled w_hat (implied prior) beside the exact reference resampler of the run's prior
+    (and, for a pool, of the Gaussian prior), N(0, 1) and the pool's values."""
     _style()
     samples = samples[samples.kind == "prior"]
-    reference = reference[reference.kind == "prior"]
+    reference = reference[(reference.kind == "prior") & (reference.replica == 0)]
+    own = reference[reference.prior == ("gaussian" if pool is None else "pool")]
+    gaussian = None if pool is None else reference[reference.prior == "gaussian"]
     steps = sorted(samples.step.unique())
     dims = [d for d in range(n_dims) if f"w_{d}" in samples.columns]
     fig, axes = plt.subplots(
@@ -198,14 +201,24 @@ def implied_prior_figure(
             )
             sns.kdeplot(x=values, ax=ax, color=COLORS["model"], lw=1.2, label="PFN (KDE)", clip=(-4, 4))
             sns.kdeplot(
-                x=reference[col_name].to_numpy(),
+                x=own[col_name].to_numpy(),
                 ax=ax,
                 color="black",
                 lw=1,
                 ls="--",
-                label="exact reference",
+                label="exact reference" + ("" if pool is None else " (pool prior)"),
                 clip=(-4, 4),
             )
+            if gaussian is not None:
+                sns.kdeplot(
+                    x=gaussian[col_name].to_numpy(),
+                    ax=ax,
+                    color="0.55",
+                    lw=1,
+                    ls=":",
+                    label="exact reference (Gaussian prior)",
+                    clip=(-4, 4),
+                )
             ax.plot(grid, normal, color="#c0392b", lw=1, label="N(0, 1)")
             if pool is not None:
                 if len(pool) <= 64:
@@ -235,34 +248,46 @@ def implied_prior_figure(
 
 
 def posterior_figure(stats: pd.DataFrame) -> plt.Figure:
-    """Energy distance (mean over dims and prefixes from T_true) between the PFN's resampled
-    posterior and the exact ridge and dMMSE posteriors, vs training step, one line per M."""
+    """The PFN's resampled posteriors on new tasks against the two exact reference resamplers.
+
+    Energy distance per dimension, averaged over dimensions and the T_true prefixes. Left: at
+    the final checkpoint, vs M, the distance to the Gaussian-prior and to the pool-prior
+    reference, each beside its floor (two exact replicas). Middle and right: across
+    checkpoints, one line per M, with the floors as grey bands.
+    """
     _style()
     post = stats[(stats.kind == "posterior") & (stats.tasks == "true")]
     sizes = sorted(post.pool_size.unique(), key=float)
     palette = dict(zip(sizes, sns.color_palette("viridis", len(sizes)), strict=True))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, column, title in (
-        (axes[0], "ridge_energy", "to the ridge posterior $N(\\mu_n, S_n)$"),
-        (axes[1], "dmmse_energy", "to the dMMSE posterior (pool atoms)"),
-    ):
+    names = {"gaussian": "Gaussian-prior (ridge) reference", "pool": "pool-prior (dMMSE) reference"}
+    colors = {"gaussian": COLORS["ridge"], "pool": COLORS["dmmse"]}
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    mean = post.groupby(["pool_size", "reference", "step"])[["energy", "floor_energy"]].mean().reset_index()
+    final = mean[mean.step == mean.groupby("pool_size").step.transform("max")]
+    positions, inf_x = _pool_axis(pd.Series(sizes))
+    ax = axes[0]
+    for reference in ("gaussian", "pool"):
+        rows = final[final.reference == reference].set_index("pool_size").reindex(sizes)
+        ax.plot(positions, rows.energy, "o-", color=colors[reference], label=f"PFN to the {names[reference]}")
+        ax.plot(positions, rows.floor_energy, "_", ms=12, mew=2, color=colors[reference], label="exact vs exact floor")
+    _format_pool_axis(ax, pd.Series(sizes), inf_x)
+    ax.set_ylabel("energy distance (mean over dims)")
+    ax.set_title("final checkpoint", fontsize=9)
+    ax.legend(fontsize=7)
+    for ax, reference in ((axes[1], "gaussian"), (axes[2], "pool")):
+        sub = mean[mean.reference == reference]
         for pool_size in sizes:
-            curve = post[post.pool_size == pool_size].groupby("step")[column].mean()
-            if curve.notna().any():
-                ax.plot(
-                    curve.index,
-                    curve.to_numpy(),
-                    "o-",
-                    ms=3,
-                    color=palette[pool_size],
-                    label=f"M = {'∞' if pool_size == 'inf' else pool_size}",
-                )
+            curve = sub[sub.pool_size == pool_size].set_index("step")
+            label = f"M = {'∞' if pool_size == 'inf' else pool_size}"
+            if len(curve):
+                ax.plot(curve.index, curve.energy, "o-", ms=3, color=palette[pool_size], label=label)
+                ax.fill_between(curve.index, 0, curve.floor_energy, color=palette[pool_size], alpha=0.12, lw=0)
+            else:  # M = inf has no pool: in the legend all the same
+                ax.plot([], [], "o-", ms=3, color=palette[pool_size], label=f"{label} (no pool)")
         ax.set_xscale("log")
-        ax.set_yscale("log")
         ax.set_xlabel("training step")
-        ax.set_title(f"energy distance {title}", fontsize=9)
-    axes[0].set_ylabel("energy distance (mean over dims)")
-    axes[1].legend(fontsize=7)
-    fig.suptitle("Resampled posteriors on new tasks vs the exact posteriors")
+        ax.set_title(f"to the {names[reference]}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("Resampled posteriors on new tasks: which exact Bayesian do they resemble?")
     fig.tight_layout()
     return fig

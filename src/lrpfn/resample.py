@@ -2,19 +2,22 @@
 
 Given an observed prefix ``D_n`` (n may be 0), each of B independent paths takes N steps:
 
-1. draw ``x_new ~ N(0, I_D)``;
+1. take the path's next input ``x_new ~ N(0, I_D)``;
 2. sample ``y_new`` from the predictive at ``x_new`` given the path's context so far;
 3. append ``(x_new, y_new)`` and repeat;
 
 then computes the least-squares estimate ``w_hat`` on all n + N points (minimum-norm when
 underdetermined). The B values of ``w_hat`` sample the implied prior (n = 0) or posterior.
 
-Three samplers share this interface and consume the generator in the same order:
+The inputs of every path step come from a stream of their own (:func:`draw_inputs`) and
+are passed in, so the PFN and every exact reference resample along the *same* x: they
+differ only in the predictive that draws y (from ``generator``). Three samplers share one
+interface:
 
 * :func:`resample_model` — the PFN with its pair key/value cache: one query and one pair
   token per path per step, O(context) each;
 * :func:`resample_reencode` — the PFN re-encoding the whole context every step (slow,
-  obvious; kept for tests and the benchmark);
+  obvious; kept for tests and the benchmark); it consumes ``generator`` as the cached one;
 * :func:`resample_exact` — the exact posterior predictive of the Gaussian prior (rank-one
   updates) or of a pool prior (mixture weights): what a perfect model would produce.
 """
@@ -61,35 +64,40 @@ def _model_prefix(model: PFN, n_paths: int, prefix_x, prefix_y):
     return _prefix(prefix_x, prefix_y, n_paths, model.config.dim, param.device, param.dtype)
 
 
-def _draw_x(n_paths: int, dim: int, generator, device, dtype) -> torch.Tensor:
-    return torch.randn(n_paths, 1, dim, generator=generator, device=device, dtype=dtype)
+def draw_inputs(n_paths: int, n_steps: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The inputs ``x_new ~ N(0, I_D)`` of every path step, (B, N, D) float32 on the CPU.
+
+    float32, so that the PFN and the float64 exact samplers see exactly the same values.
+    """
+    return torch.randn(n_paths, n_steps, dim, generator=generator)
 
 
 @torch.no_grad()
 def resample_model(
     model: PFN,
     bar: BarDistribution,
-    n_paths: int,
-    n_steps: int,
+    inputs: torch.Tensor,
     prefix_x: torch.Tensor | None = None,
     prefix_y: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> Resampled:
-    """Predictive resampling with the PFN, caching pair keys/values across steps."""
+    """Predictive resampling with the PFN along ``inputs`` (B, N, D), caching pair keys/values."""
+    n_paths, n_steps, _ = inputs.shape
     px, py = _model_prefix(model, n_paths, prefix_x, prefix_y)
     device, dtype, dim, n = px.device, px.dtype, px.shape[2], px.shape[1]
+    inputs = inputs.to(device=device, dtype=dtype)
     xs = torch.empty(n_paths, n + n_steps, dim, device=device, dtype=dtype)
     ys = torch.empty(n_paths, n + n_steps, device=device, dtype=dtype)
     xs[:, :n], ys[:, :n] = px, py
     cache = model.new_cache(n_paths, n + n_steps)
     if n:
         model.step(cache, x_pair=px, y_pair=py)
-    for t in range(n, n + n_steps):
-        x_new = _draw_x(n_paths, dim, generator, device, dtype)
+    for t in range(n_steps):
+        x_new = inputs[:, t : t + 1]
         logits = model.step(cache, x_query=x_new)[:, 0]
         y_new = bar.sample(logits, generator=generator)
         model.step(cache, x_pair=x_new, y_pair=y_new.unsqueeze(1))
-        xs[:, t], ys[:, t] = x_new[:, 0], y_new
+        xs[:, n + t], ys[:, n + t] = x_new[:, 0], y_new
     return Resampled(w_hat=least_squares(xs, ys), x=xs, y=ys)
 
 
@@ -97,17 +105,17 @@ def resample_model(
 def resample_reencode(
     model: PFN,
     bar: BarDistribution,
-    n_paths: int,
-    n_steps: int,
+    inputs: torch.Tensor,
     prefix_x: torch.Tensor | None = None,
     prefix_y: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> Resampled:
     """Predictive resampling re-encoding the whole sequence at every step (O(N^3) overall)."""
+    n_paths, n_steps, _ = inputs.shape
     xs, ys = _model_prefix(model, n_paths, prefix_x, prefix_y)
-    device, dtype, dim = xs.device, xs.dtype, xs.shape[2]
-    for _ in range(n_steps):
-        x_new = _draw_x(n_paths, dim, generator, device, dtype)
+    inputs = inputs.to(device=xs.device, dtype=xs.dtype)
+    for t in range(n_steps):
+        x_new = inputs[:, t : t + 1]
         # The prediction at the last position sees every earlier pair and x_new; its own
         # y (a placeholder) is invisible to it by the mask.
         logits = model(torch.cat([xs, x_new], 1), torch.cat([ys, ys.new_zeros(n_paths, 1)], 1))[:, -1]
@@ -120,24 +128,22 @@ def resample_reencode(
 def resample_exact(
     pool: torch.Tensor | None,
     noise_var: float,
-    n_paths: int,
-    n_steps: int,
+    inputs: torch.Tensor,
     prefix_x: torch.Tensor | None = None,
     prefix_y: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    dim: int | None = None,
 ) -> Resampled:
-    """Predictive resampling with the exact posterior predictive (float64).
+    """Predictive resampling with the exact posterior predictive (float64) along ``inputs`` (B, N, D).
 
     ``pool=None``: Gaussian prior N(0, I); the posterior ``N(mu, S)`` is updated by rank-one
     steps ``s = noise_var + x^T S x``, ``g = S x / s``, ``mu += g (y - mu·x)``, ``S -= s g g^T``.
     Otherwise the pool prior: log posterior weights over the pool, updated per point; y is
     drawn by picking a task from the weights, then ``w_m·x + noise``.
     """
-    if dim is None:
-        dim = pool.shape[1] if pool is not None else torch.as_tensor(prefix_x).shape[-1]
+    n_paths, n_steps, dim = inputs.shape
     device = generator.device if generator is not None else torch.device("cpu")
     dtype = torch.float64
+    inputs = inputs.to(device=device, dtype=dtype)
     px, py = _prefix(prefix_x, prefix_y, n_paths, dim, device, dtype)
     n = px.shape[1]
     xs = torch.empty(n_paths, n + n_steps, dim, device=device, dtype=dtype)
@@ -178,9 +184,9 @@ def resample_exact(
 
     for t in range(n):
         update(px[:, t], py[:, t])
-    for t in range(n, n + n_steps):
-        x_new = _draw_x(n_paths, dim, generator, device, dtype)[:, 0]
+    for t in range(n_steps):
+        x_new = inputs[:, t]
         y_new = draw_y(x_new)
         update(x_new, y_new)
-        xs[:, t], ys[:, t] = x_new, y_new
+        xs[:, n + t], ys[:, n + t] = x_new, y_new
     return Resampled(w_hat=least_squares(xs, ys), x=xs, y=ys)

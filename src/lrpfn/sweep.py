@@ -14,8 +14,14 @@ Two estimates of M*:
   finite M is closer to ridge, provided the pool size just below it is resolved closer to
   dMMSE; otherwise NaN with the reason and the bracket the data allow.
 * **budget crossing** (Raventós et al.) — where the distance to ridge on T_true at two
-  training budgets crosses. Here the two budgets are the final and the previous checkpoint
-  of one run: a proxy, since the learning rate at that checkpoint is still high.
+  training budgets crosses: per pool size, the paired log-ratio of delta_ridge at the
+  longer and the shorter budget says whether more training moves the model towards ridge
+  or away from it (:func:`budget_effect`), resolved by the same rule. The two budgets are
+  runs trained to completion with their own full schedules (``thresholds.short_budget``)
+  or, where a config cannot afford those, the final and the previous checkpoint of one run
+  (a proxy: that checkpoint's learning rate is still high); the table says which.
+
+:func:`sweep_tables` computes all of it, for all seeds together and for each seed.
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ from .evaluate import METRICS
 
 KEYS = ["pool_size", "seed", "step", "tasks"]
 RESOLVED_SE = 2.0  # a difference counts only beyond this many standard errors
-CLOSER = ("ridge", "dmmse", "unresolved")
 
 
 def pool_size_value(pool_size: pd.Series) -> pd.Series:
@@ -133,92 +138,166 @@ def threshold_closer_to_ridge(verdicts: pd.DataFrame) -> dict:
             "closer_to_ridge", description, lower=sizes[-1],
             reason=f"the largest finite pool, M={_size(sizes[-1])}, is {state}: M* > {_size(sizes[-1])}",
         )  # fmt: skip
-    i = len(sizes) - 1
-    while i > 0 and closer[i - 1] == "ridge":
-        i -= 1
-    upper = sizes[i]
+    i, j = _bracket(closer, above="ridge", below="dmmse")
     if i == 0:
         return _result(
-            "closer_to_ridge", description, upper=upper,
-            reason=f"closer to ridge at every pool size: M* <= {_size(upper)}",
+            "closer_to_ridge", description, upper=sizes[0],
+            reason=f"closer to ridge at every pool size: M* <= {_size(sizes[0])}",
         )  # fmt: skip
-    if closer[i - 1] == "dmmse":
-        return _result("closer_to_ridge", description, star=upper, lower=sizes[i - 1], upper=upper)
-    # The pool size just below is unresolved: M* lies between the largest size resolved closer
-    # to dMMSE (if any) and `upper`, and the data do not say where.
-    j = i - 1
-    while j >= 0 and closer[j] != "dmmse":
-        j -= 1
-    lower = sizes[j] if j >= 0 else math.nan  # the largest size resolved closer to dMMSE, if any
-    unresolved = ", ".join(
-        _size(s) for s, c in zip(sizes[j + 1 : i], closer[j + 1 : i], strict=True) if c == "unresolved"
-    )
-    return _result(
-        "closer_to_ridge", description, lower=lower, upper=upper,
-        reason=f"M={unresolved} not resolved (|difference| <= {RESOLVED_SE:g} SE): "
-        + (f"M* lies in ({_size(lower)}, {_size(upper)}]" if math.isfinite(lower) else f"M* <= {_size(upper)}"),
-    )  # fmt: skip
+    if j == i - 1:
+        return _result("closer_to_ridge", description, star=sizes[i], lower=sizes[j], upper=sizes[i])
+    return _unresolved("closer_to_ridge", description, sizes, closer, i, j)
 
 
-def _final_two_budgets(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per finite pool size on T_true: delta_ridge at the final and the previous checkpoint, mean over seeds."""
-    true = summary[(summary.tasks == "true") & (summary.pool_size != "inf")]
+def budget_effect(long: pd.DataFrame, short: pd.DataFrame) -> pd.DataFrame:
+    """Per finite pool size on T_true: does more training move the model towards ridge?
+
+    ``long`` and ``short`` are per-sequence tables (one step per pool size each: the longer
+    and the shorter budget). ``r = log(delta_ridge(long) / delta_ridge(short))`` of the means
+    over sequences (seeds averaged per sequence), with its standard error by the delta
+    method over the paired sequences; ``effect`` is 'away' (r > 0 by more than
+    :data:`RESOLVED_SE` standard errors), 'towards' (r < 0 by as much) or 'unresolved'.
+    """
     rows = []
-    for pool_size, group in true.groupby("pool_size", sort=False):
-        by_step = group.groupby("step").delta_ridge.mean().sort_index()
-        if len(by_step) < 2:
+    for pool_size, a_table in _on_new_tasks(long).groupby("pool_size", sort=False):
+        b_table = _on_new_tasks(short)
+        b_table = b_table[b_table.pool_size == pool_size]
+        if not len(b_table):
             continue
+        a = a_table.groupby("sequence").delta_ridge.mean()
+        b = b_table.groupby("sequence").delta_ridge.mean().reindex(a.index)
+        n, mean_a, mean_b = len(a), a.mean(), b.mean()
+        cov = np.cov(a.to_numpy(), b.to_numpy(), ddof=1) if n > 1 else np.full((2, 2), np.nan)
+        var_r = (cov[0, 0] / mean_a**2 + cov[1, 1] / mean_b**2 - 2 * cov[0, 1] / (mean_a * mean_b)) / n
+        r, se = float(np.log(mean_a / mean_b)), float(np.sqrt(max(var_r, 0.0)))
         rows.append(
             {
+                "pool_size": pool_size,
                 "pool_size_value": float(pool_size),
-                "final_step": by_step.index[-1],
-                "previous_step": by_step.index[-2],
-                "delta_ridge": by_step.iloc[-1],
-                "delta_ridge_previous": by_step.iloc[-2],
+                "long_step": int(a_table.step.max()),
+                "short_step": int(b_table.step.max()),
+                "delta_ridge_long": mean_a,
+                "delta_ridge_short": mean_b,
+                "r": r,
+                "r_se": se,
+                "effect": {"ridge": "towards", "dmmse": "away", "unresolved": "unresolved"}[verdict(r, se)],
             }
         )
-    columns = ["pool_size_value", "final_step", "previous_step", "delta_ridge", "delta_ridge_previous"]
+    columns = ["pool_size", "pool_size_value", "long_step", "short_step", "delta_ridge_long", "delta_ridge_short"]
+    columns += ["r", "r_se", "effect"]
     return pd.DataFrame(rows, columns=columns).sort_values("pool_size_value", ignore_index=True)
 
 
-def threshold_budget_crossing(summary: pd.DataFrame) -> dict:
+def _on_new_tasks(sequences: pd.DataFrame) -> pd.DataFrame:
+    return sequences[(sequences.tasks == "true") & (sequences.pool_size != "inf")]
+
+
+def threshold_budget_crossing(effects: pd.DataFrame, budgets: str) -> dict:
     """M* (b), Raventós et al.: where the distance to ridge on T_true at two training budgets crosses.
 
-    r(M) = log(delta_ridge(final) / delta_ridge(previous checkpoint)): below M* more training
-    moves the model away from ridge (r > 0), above it towards ridge (r < 0). M* is the zero
-    of r interpolated linearly in log M between the last M with r > 0 and the next one.
+    From :func:`budget_effect`: below M* more training moves the model away from ridge, above
+    it towards ridge. M* is the zero of r, interpolated linearly in log M, between the
+    smallest M from which every larger finite M is resolved 'towards' and the size below
+    it, provided that one is resolved 'away'; otherwise NaN with the reason and a bracket.
+    ``budgets`` says what was compared, for the description.
     """
-    budgets = _final_two_budgets(summary)
-    steps = (
-        f"{budgets.previous_step.iloc[0]} and {budgets.final_step.iloc[0]} steps" if len(budgets) else "two checkpoints"
-    )
     description = (
-        f"M where delta_ridge on T_true at the checkpoints of {steps} crosses (log-linear interpolation "
-        "of their log-ratio); a proxy for two budgets trained to completion: both checkpoints are of one run"
+        f"M where delta_ridge on T_true at two budgets ({budgets}) crosses, each side resolved by "
+        f"{RESOLVED_SE:g} standard errors of the paired log-ratio; log-linear interpolation of the log-ratio"
     )
-    if len(budgets) < 2:
-        return _result("budget_crossing", description, reason="fewer than two finite pool sizes with two checkpoints")
-    sizes = budgets.pool_size_value.to_numpy()
-    r = np.log(budgets.delta_ridge.to_numpy() / budgets.delta_ridge_previous.to_numpy())
-    positive = np.flatnonzero(r > 0)
-    if len(positive) == 0:
+    table = effects.sort_values("pool_size_value")
+    sizes, effect, r = table.pool_size_value.to_numpy(), table.effect.to_list(), table.r.to_numpy()
+    if len(sizes) < 2:
+        return _result("budget_crossing", description, reason="fewer than two finite pool sizes with two budgets")
+    if effect[-1] != "towards":
+        state = "away from ridge" if effect[-1] == "away" else "neither way resolved"
+        return _result(
+            "budget_crossing", description, lower=sizes[-1],
+            reason=f"at the largest finite pool, M={_size(sizes[-1])}, more training moved the model {state}: "
+            f"M* > {_size(sizes[-1])}",
+        )  # fmt: skip
+    i, j = _bracket(effect, above="towards", below="away")
+    if i == 0:
         return _result(
             "budget_crossing", description, upper=sizes[0],
             reason=f"more training moved the model towards ridge at every pool size: M* <= {_size(sizes[0])}",
         )  # fmt: skip
-    i = positive[-1]
-    if i == len(sizes) - 1:
-        return _result(
-            "budget_crossing", description, lower=sizes[-1],
-            reason="more training moved the model away from ridge up to the largest finite pool: "
-            f"M* > {_size(sizes[-1])}",
-        )  # fmt: skip
-    lo, hi = np.log(sizes[i]), np.log(sizes[i + 1])
-    t = r[i] / (r[i] - r[i + 1])
-    return _result("budget_crossing", description, star=np.exp(lo + t * (hi - lo)), lower=sizes[i], upper=sizes[i + 1])
+    if j == i - 1:
+        lo, hi = np.log(sizes[j]), np.log(sizes[i])
+        t = r[j] / (r[j] - r[i])
+        return _result("budget_crossing", description, star=np.exp(lo + t * (hi - lo)), lower=sizes[j], upper=sizes[i])
+    return _unresolved("budget_crossing", description, sizes, effect, i, j)
 
 
-def thresholds(summary: pd.DataFrame, verdicts: pd.DataFrame) -> pd.DataFrame:
+def _bracket(states: list[str], above: str, below: str) -> tuple[int, int]:
+    """``i``: where the run of ``above`` states that ends at the largest size begins;
+    ``j``: the largest index below ``i`` in state ``below`` (-1 if none)."""
+    i = len(states)
+    while i > 0 and states[i - 1] == above:
+        i -= 1
+    j = i - 1
+    while j >= 0 and states[j] != below:
+        j -= 1
+    return i, j
+
+
+def _unresolved(method: str, description: str, sizes, states: list[str], i: int, j: int) -> dict:
+    """NaN with the bracket (sizes[j], sizes[i]] when sizes between them are unresolved."""
+    lower, upper = (sizes[j] if j >= 0 else math.nan), sizes[i]
+    unresolved = ", ".join(
+        _size(s) for s, c in zip(sizes[j + 1 : i], states[j + 1 : i], strict=True) if c == "unresolved"
+    )
+    where = f"M* lies in ({_size(lower)}, {_size(upper)}]" if math.isfinite(lower) else f"M* <= {_size(upper)}"
+    return _result(
+        method, description, lower=lower, upper=upper,
+        reason=f"M={unresolved} not resolved (|difference| <= {RESOLVED_SE:g} SE): {where}",
+    )  # fmt: skip
+
+
+def budgets(sequences: pd.DataFrame, short: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The two budgets compared by the crossing estimate: (long, short, what they are).
+
+    With ``short`` (the final checkpoints of runs trained to completion on a shorter budget)
+    these are two budgets as Raventós et al. compared them; without, the previous checkpoint
+    of the same run stands in for the shorter budget — a proxy, its learning rate still high.
+    """
+    steps = sorted(sequences.step.unique())
+    long = sequences[sequences.step == steps[-1]]
+    if short is not None:
+        short_step = int(short.step.max())
+        return long, short, f"runs of {steps[-1]} and of {short_step} steps, each with its full schedule"
+    if len(steps) < 2:
+        return long, long.iloc[:0], "a single checkpoint: no second budget"
+    return (
+        long,
+        sequences[sequences.step == steps[-2]],
+        f"checkpoints {steps[-2]} and {steps[-1]} of one run, a proxy for a shorter budget trained to completion",
+    )
+
+
+def thresholds(verdicts: pd.DataFrame, effects: pd.DataFrame, budgets_compared: str) -> pd.DataFrame:
     """Both M* estimates: closer-to-ridge at the final checkpoint, and the budget crossing."""
     final = verdicts[verdicts.step == verdicts.step.max()] if len(verdicts) else verdicts
-    return pd.DataFrame([threshold_closer_to_ridge(final), threshold_budget_crossing(summary)])
+    return pd.DataFrame([threshold_closer_to_ridge(final), threshold_budget_crossing(effects, budgets_compared)])
+
+
+def sweep_tables(sequences: pd.DataFrame, short: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """``closeness``, ``budget_effect`` and ``thresholds`` of a sweep, from its per-sequence
+    tables; thresholds for all seeds together (``seeds`` 'all') and, with several seeds, for
+    each seed alone, so their spread shows."""
+    groups = {"all": (sequences, short)}
+    seeds = sorted(sequences.seed.unique())
+    if len(seeds) > 1:
+        for seed in seeds:
+            groups[str(seed)] = (
+                sequences[sequences.seed == seed],
+                None if short is None else short[short.seed == seed],
+            )
+    tables: dict[str, list[pd.DataFrame]] = {"closeness": [], "budget_effect": [], "thresholds": []}
+    for name, (group, group_short) in groups.items():
+        long, shorter, compared = budgets(group, group_short)
+        verdicts, effects = closeness(group), budget_effect(long, shorter)
+        for key, table in (("closeness", verdicts), ("budget_effect", effects)):
+            tables[key].append(table.assign(seeds=name))
+        tables["thresholds"].append(thresholds(verdicts, effects, compared).assign(seeds=name))
+    return {key: pd.concat(value, ignore_index=True) for key, value in tables.items()}

@@ -21,6 +21,7 @@ from lrpfn.config import (
     pool_sizes,
     resampled_steps,
     run_config,
+    short_run_config,
     train_config,
 )
 
@@ -34,6 +35,9 @@ SEEDS = [int(s) for s in config["seeds"]]
 # Checkpoint steps are shared by every run (overrides cannot change steps or checkpoints).
 CHECKPOINT_STEPS = checkpoint_steps(train_config(config, POOL_SIZES[0]))
 RESAMPLE_STEPS = resampled_steps(config)
+# Runs trained to completion on a shorter budget, for the budget-crossing M* (or None).
+SHORT = short_run_config(config, POOL_SIZES[0], SEEDS[0])
+SHORT_STEPS = checkpoint_steps(SHORT.train) if SHORT else []
 EXECUTION = execution_config(config)
 
 
@@ -47,10 +51,18 @@ def run_dir(M="{M}", seed="{seed}"):
     return f"{RESULTS}/runs/M{M}_seed{seed}"
 
 
+def short_run_dir(M="{M}", seed="{seed}"):
+    return f"{RESULTS}/short_budget/runs/M{M}_seed{seed}"
+
+
 def run_identity(wildcards):
     """The run's science (RunConfig as a dict): the only training settings a rule may
     take as params, so that execution settings (device, threads, ...) rerun nothing."""
     return run_config(config, wildcards.M, wildcards.seed).to_dict()
+
+
+def short_run_identity(wildcards):
+    return short_run_config(config, wildcards.M, wildcards.seed).to_dict()
 
 
 def resample_settings(*keys):
@@ -85,6 +97,19 @@ def eval_files(kind=""):
     ]
 
 
+def short_eval_files():
+    """Per-sequence tables of the shorter-budget runs' final checkpoints (none without them)."""
+    return (
+        [
+            f"{RESULTS}/short_budget/eval/M{M}_seed{seed}/step_{SHORT_STEPS[-1]:07d}_sequences.parquet"
+            for M, seed in runs()
+            if M != "inf"
+        ]
+        if SHORT
+        else []
+    )
+
+
 def resample_files(M, seed):
     return [
         f"{RESULTS}/resample/M{M}_seed{seed}/step_{step:07d}.parquet"
@@ -105,6 +130,7 @@ TABLES = [
     "summary",
     "sequences",
     "closeness",
+    "budget_effect",
     "thresholds",
     "train_log",
     "resample_stats",

@@ -25,16 +25,36 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
+use rule evaluate as evaluate_short with:
+    input:
+        checkpoint=f"{short_run_dir()}/step_{{step}}.pt",
+        pool=pool_file,
+        eval_pool=pool_eval_file,
+        eval_true=f"{RESULTS}/tasks/eval_true.parquet",
+    output:
+        positions=f"{RESULTS}/short_budget/eval/M{{M}}_seed{{seed}}/step_{{step}}.parquet",
+        sequences=f"{RESULTS}/short_budget/eval/M{{M}}_seed{{seed}}/step_{{step}}_sequences.parquet",
+    log:
+        f"{RESULTS}/logs/eval_short/M{{M}}_seed{{seed}}_step{{step}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval_short/M{{M}}_seed{{seed}}_step{{step}}.tsv"
+    params:
+        noise_var=config["noise_var"],
+        run=short_run_identity,
+
+
 rule aggregate_eval:
-    """Every evaluation table stacked, position means, closeness per pool size and M*."""
+    """Every evaluation table stacked, position means, closeness and budget effect per pool size, M*."""
     input:
         positions=eval_files(),
         sequences=eval_files("_sequences"),
+        short=short_eval_files(),
     output:
         metrics=f"{RESULTS}/tables/metrics.parquet",
         summary=f"{RESULTS}/tables/summary.parquet",
         sequences=f"{RESULTS}/tables/sequences.parquet",
         closeness=f"{RESULTS}/tables/closeness.parquet",
+        budget_effect=f"{RESULTS}/tables/budget_effect.parquet",
         thresholds=f"{RESULTS}/tables/thresholds.parquet",
     log:
         f"{RESULTS}/logs/aggregate_eval.log",

@@ -26,7 +26,7 @@ rule resample:
 
 
 rule resample_reference:
-    """The same resampling with the exact posterior predictive of pool M (or the true prior)."""
+    """The same resampling with exact predictives: the Gaussian prior and pool M, twice each."""
     input:
         pool=pool_file,
         eval_pool=pool_eval_file,
@@ -74,7 +74,6 @@ rule resample_stats:
     params:
         settings=resample_settings("prefix_length", "n_prefixes"),
         dim=config["dim"],
-        noise_var=config["noise_var"],
     script:
         "../scripts/resample_stats.py"
 

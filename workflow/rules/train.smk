@@ -26,3 +26,17 @@ rule train:
         run=run_identity,
     script:
         "../scripts/train.py"
+
+
+use rule train as train_short with:
+    output:
+        checkpoints=[
+            f"{short_run_dir()}/{checkpoint_name(step)}" for step in SHORT_STEPS
+        ],
+        log=f"{short_run_dir()}/log.parquet",
+    log:
+        f"{RESULTS}/logs/train_short/M{{M}}_seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_short/M{{M}}_seed{{seed}}.tsv"
+    params:
+        run=short_run_identity,

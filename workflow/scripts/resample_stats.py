@@ -13,7 +13,7 @@ with log_to(snakemake.log[0]):
     pool = None if wc.M == "inf" else read_pool(inp.pool, p.dim, size=int(wc.M))
     all_targets = targets_from_files(inp.eval_true, inp.eval_pool, wc.M, s["n_prefixes"], s["prefix_length"])
     samples = pd.concat([read_parquet(f) for f in inp.samples], ignore_index=True)
-    table = statistics(samples, read_parquet(inp.reference), all_targets, pool, p.noise_var)
+    table = statistics(samples, read_parquet(inp.reference), all_targets, pool)
     table.insert(0, "seed", int(wc.seed))
     table.insert(0, "pool_size", wc.M)
     write_parquet(table, snakemake.output[0])

@@ -1,9 +1,12 @@
 import math
 
 import numpy as np
+import pandas as pd
+import torch
 
 from lrpfn.compare import against_samples, nearest_atom_distance
-from lrpfn.implied import reference_samples, statistics, targets
+from lrpfn.implied import REPLICAS, Target, reference_samples, sample_frame, statistics, targets
+from lrpfn.resample import Resampled, draw_inputs, least_squares, resample_exact
 from lrpfn.tasks import eval_set, master_pool
 
 
@@ -39,20 +42,71 @@ def test_targets_and_statistics_of_the_exact_sampler_against_itself():
     ]  # fmt: skip
     ref = reference_samples(pool, 0.25, 2, all_targets, 500, 8, seed=3)
     assert ref.groupby(["prior", "replica"]).size().to_dict() == {
-        (p, r): 500 * 5 for p in ("gaussian", "pool") for r in (0, 1)
+        (p, r): 500 * 5 for p in ("gaussian", "pool") for r in range(REPLICAS)
     }
-    # Other y draws, the same inputs x: an exact sampler stands in for a model at step 100.
-    other = reference_samples(pool, 0.25, 2, all_targets, 500, 8, seed=3)
-    other = other[(other.prior == "pool") & (other.replica == 1)].drop(columns=["prior", "replica"]).assign(step=100)
+    # An exact pool-prior sampler stands in for a model at step 100: replica 1 itself.
+    other = ref[(ref.prior == "pool") & (ref.replica == 1)].drop(columns=["prior", "replica"]).assign(step=100)
     table = statistics(other, ref, all_targets, pool)
     assert len(table) == len(all_targets) * 2 * 2  # targets x references x dims
     pool_ref, gauss_ref = table[table.reference == "pool"], table[table.reference == "gaussian"]
-    # Against its own prior's reference it sits exactly on the floor (it is replica 1) ...
-    np.testing.assert_array_equal(pool_ref.energy.to_numpy(), pool_ref.floor_energy.to_numpy())
+
+    # Against its own prior's reference it is one of the floor's replicas ...
+    def replica(r):
+        return ref[(ref.prior == "pool") & (ref.replica == r) & (ref.kind == "prior")][["w_0", "w_1"]].to_numpy()
+
+    floor = [against_samples(replica(r), replica(0)).energy for r in range(1, REPLICAS)]
+    prior_row = pool_ref[pool_ref.kind == "prior"]
+    np.testing.assert_allclose(prior_row.energy, floor[0], rtol=1e-12)
+    np.testing.assert_allclose(prior_row.floor_energy, np.mean(floor, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(prior_row.floor_energy_sd, np.std(floor, axis=0, ddof=1), rtol=1e-12)
     # ... and from the prior or a pool prefix it is far from the Gaussian-prior reference.
     on_pool = gauss_ref[gauss_ref.tasks != "true"]
     assert on_pool.energy.mean() > 4 * on_pool.floor_energy.mean()  # measured: 6.6x
     # From the prior or a prefix drawn from the pool, w_hat (OLS on 8 points, noise sd 0.5)
-    # sits near a pool task, like the pool reference's; a Gaussian reference's does not.
+    # sits near a pool task, like the pool reference's.
     assert (pool_ref[pool_ref.tasks != "true"].median_pool_distance < 0.5).all()
     assert (pool_ref[pool_ref.tasks != "true"].ref_median_pool_distance < 0.5).all()
+
+
+def inflated_gaussian_resampler(noise_var, inputs, prefix_x, prefix_y, generator, scale):
+    """A deliberately wrong predictive: the exact Gaussian-prior one with its variance x scale
+    (posterior by direct solves, independent of the library's rank-one updates)."""
+    n_paths, n_steps, dim = inputs.shape
+    n = prefix_x.shape[0]
+    x = torch.cat([prefix_x.double().expand(n_paths, -1, -1), inputs.double()], 1)
+    y = torch.cat([prefix_y.double().expand(n_paths, -1), torch.zeros(n_paths, n_steps, dtype=torch.float64)], 1)
+    for t in range(n, n + n_steps):
+        xs, ys = x[:, :t], y[:, :t]
+        precision = xs.transpose(1, 2) @ xs + noise_var * torch.eye(dim, dtype=torch.float64)
+        mean = torch.linalg.solve(precision, xs.transpose(1, 2) @ ys.unsqueeze(-1)).squeeze(-1)
+        var = noise_var + noise_var * torch.einsum("bi,bi->b", x[:, t], torch.linalg.solve(precision, x[:, t]))
+        noise = torch.randn(n_paths, generator=generator, dtype=torch.float64)
+        y[:, t] = (mean * x[:, t]).sum(-1) + (scale * var).sqrt() * noise
+    return Resampled(w_hat=least_squares(x, y), x=x, y=y)
+
+
+def test_an_exact_resampler_in_the_models_place_sits_within_the_floor_and_a_wrong_one_outside():
+    # The floor's spread comes from REPLICAS - 1 exact replicas; a further exact reference is
+    # exchangeable with them. Tolerances from 8 seeds of this set-up: the exact one's
+    # z = (energy - floor) / floor_sd ranged over -1.6..2.9 per (target, dim), |mean| <= 0.7;
+    # the predictive with 1.5x variance gave z >= 3.7 per (target, dim) and a mean >= 8.2.
+    noise_var, n_paths, path_length, seed = 0.25, 2000, 16, 0
+    batch = eval_set(1, 8, 2, noise_var, None, seed=0)
+    all_targets = [Target("prior", "", -1, None, None), Target("posterior", "true", 0, batch.x[0, :3], batch.y[0, :3])]
+    ref = reference_samples(None, noise_var, 2, all_targets, n_paths, path_length, seed)
+    exact, wrong = [], []
+    for target in all_targets:
+        n = 0 if target.x is None else target.x.shape[0]
+        prefix_x = torch.zeros(0, 2) if target.x is None else target.x
+        prefix_y = torch.zeros(0) if target.y is None else target.y
+        inputs = draw_inputs(n_paths, path_length - n, 2, torch.Generator().manual_seed(seed))  # the same x
+        y_stream = torch.Generator().manual_seed(seed + 1 + REPLICAS)  # a replica beyond the floor's
+        exact.append(sample_frame(target, resample_exact(None, noise_var, inputs, target.x, target.y, y_stream)))
+        bad = inflated_gaussian_resampler(noise_var, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(99), 1.5)
+        wrong.append(sample_frame(target, bad))
+    z = {}
+    for name, frames in (("exact", exact), ("wrong", wrong)):
+        table = statistics(pd.concat(frames).assign(step=1), ref, all_targets, None)
+        z[name] = ((table.energy - table.floor_energy) / table.floor_energy_sd).to_numpy()
+    assert (np.abs(z["exact"]) < 4).all() and abs(z["exact"].mean()) < 1.5, z["exact"]
+    assert (z["wrong"] > 2).all() and z["wrong"].mean() > 5, z["wrong"]

@@ -45,7 +45,7 @@ def targets(eval_sets: dict[str, Batch], n_prefixes: int, prefix_length: int) ->
     return out
 
 
-def _frame(target: Target, result: Resampled) -> pd.DataFrame:
+def sample_frame(target: Target, result: Resampled) -> pd.DataFrame:
     w = result.w_hat.cpu().numpy()
     frame = pd.DataFrame(w, columns=w_columns(w.shape[1]))
     frame.insert(0, "path", np.arange(len(frame)))
@@ -73,11 +73,12 @@ def model_samples(
     frames = []
     for target in all_targets:
         inputs, generator = _streams(target, n_paths, path_length, model.config.dim, seed, device=device)
-        frames.append(_frame(target, resample_model(model, bar, inputs, target.x, target.y, generator)))
+        frames.append(sample_frame(target, resample_model(model, bar, inputs, target.x, target.y, generator)))
     return pd.concat(frames, ignore_index=True)
 
 
 REFERENCE_KEYS = ["prior", "replica"]
+REPLICAS = 9  # exact references per prior: replica 0 is compared with the PFN, 1.. give the floor and its spread
 
 
 def reference_samples(
@@ -92,17 +93,18 @@ def reference_samples(
     """The same procedure with exact posterior predictives, along the PFN's inputs.
 
     Under the Gaussian prior N(0, I) (``prior`` 'gaussian') and, when ``pool`` is given,
-    under the pool prior ('pool'); each twice (``replica`` 0 and 1, other y draws), so that
-    the distance between two exact resamplers — the sampling floor — is known.
+    under the pool prior ('pool'); each :data:`REPLICAS` times (``replica`` 0, 1, ...: other
+    y draws), so that the distance between two exact resamplers — the sampling floor — and
+    its spread are known.
     """
     priors = {"gaussian": None} | ({} if pool is None else {"pool": pool})
     frames = []
     for prior, tasks in priors.items():
-        for replica in (0, 1):
+        for replica in range(REPLICAS):
             for target in all_targets:
                 inputs, generator = _streams(target, n_paths, path_length, dim, seed, replica)
                 result = resample_exact(tasks, noise_var, inputs, target.x, target.y, generator)
-                frames.append(_frame(target, result).assign(prior=prior, replica=replica))
+                frames.append(sample_frame(target, result).assign(prior=prior, replica=replica))
     table = pd.concat(frames, ignore_index=True)
     return table[[*REFERENCE_KEYS, *(c for c in table.columns if c not in REFERENCE_KEYS)]]
 
@@ -114,12 +116,13 @@ def statistics(
     pool: torch.Tensor | None,
 ) -> pd.DataFrame:
     """Per (step, target, reference prior, dim): the model's samples against that exact
-    reference resampler (replica 0), beside the floor two exact replicas reach.
+    reference resampler (replica 0), beside the floor exact replicas reach.
 
-    Columns of :func:`lrpfn.compare.against_samples` (``std_ratio``, ``ks``, ``energy``, ...),
-    ``floor_ks`` and ``floor_energy`` (replica 1 against replica 0), and for a pool the
-    median distance of each ``w_hat`` to its nearest pool task, of the model
-    (``median_pool_distance``) and of the reference (``ref_median_pool_distance``).
+    Columns of :func:`lrpfn.compare.against_samples` (``std_ratio``, ``ks``, ``energy``, ...);
+    ``floor_ks``, ``floor_energy`` and ``floor_energy_sd``: the mean and spread over the other
+    replicas of their distance to replica 0 (what a model with the exact predictive would
+    show); and for a pool the median distance of each ``w_hat`` to its nearest pool task, of
+    the model (``median_pool_distance``) and of the reference (``ref_median_pool_distance``).
     """
     dim = sum(c.startswith("w_") for c in samples.columns)
     cols = w_columns(dim)
@@ -133,9 +136,7 @@ def statistics(
         model = select(samples)
         for prior, ref in select(reference).groupby("prior", sort=False):
             exact = ref.loc[ref.replica == 0, cols].to_numpy()
-            replica = ref.loc[ref.replica == 1, cols].to_numpy()
-            floor = against_samples(replica, exact)[["dim", "ks", "energy"]]
-            floor = floor.rename(columns={"ks": "floor_ks", "energy": "floor_energy"})
+            floor = _floor(exact, [group[cols].to_numpy() for r, group in ref.groupby("replica") if r != 0])
             for step, group in model.groupby("step"):
                 w = group[cols].to_numpy()
                 table = against_samples(w, exact).merge(floor, on="dim")
@@ -149,6 +150,16 @@ def statistics(
                     table.insert(i, key, value)
                 rows.append(table)
     return pd.concat(rows, ignore_index=True)
+
+
+def _floor(exact: np.ndarray, replicas: list[np.ndarray]) -> pd.DataFrame:
+    """Per dim: the mean KS and energy distance of exact replicas to ``exact``, and the energy's spread."""
+    table = pd.concat([against_samples(r, exact)[["dim", "ks", "energy"]] for r in replicas])
+    return (
+        table.groupby("dim")
+        .agg(floor_ks=("ks", "mean"), floor_energy=("energy", "mean"), floor_energy_sd=("energy", "std"))
+        .reset_index()
+    )
 
 
 def targets_from_files(

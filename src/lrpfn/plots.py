@@ -252,7 +252,7 @@ def posterior_figure(stats: pd.DataFrame) -> plt.Figure:
 
     Energy distance per dimension, averaged over dimensions and the T_true prefixes. Left: at
     the final checkpoint, vs M, the distance to the Gaussian-prior and to the pool-prior
-    reference, each beside its floor (two exact replicas). Middle and right: across
+    reference, each beside its floor (exact replicas' distance to it). Middle and right: across
     checkpoints, one line per M, with the floors as grey bands.
     """
     _style()
@@ -262,14 +262,18 @@ def posterior_figure(stats: pd.DataFrame) -> plt.Figure:
     names = {"gaussian": "Gaussian-prior (ridge) reference", "pool": "pool-prior (dMMSE) reference"}
     colors = {"gaussian": COLORS["ridge"], "pool": COLORS["dmmse"]}
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    mean = post.groupby(["pool_size", "reference", "step"])[["energy", "floor_energy"]].mean().reset_index()
+    columns = ["energy", "floor_energy", "floor_energy_sd"]
+    mean = post.groupby(["pool_size", "reference", "step"])[columns].mean().reset_index()
     final = mean[mean.step == mean.groupby("pool_size").step.transform("max")]
     positions, inf_x = _pool_axis(pd.Series(sizes))
     ax = axes[0]
     for reference in ("gaussian", "pool"):
         rows = final[final.reference == reference].set_index("pool_size").reindex(sizes)
         ax.plot(positions, rows.energy, "o-", color=colors[reference], label=f"PFN to the {names[reference]}")
-        ax.plot(positions, rows.floor_energy, "_", ms=12, mew=2, color=colors[reference], label="exact vs exact floor")
+        ax.errorbar(
+            positions, rows.floor_energy, yerr=2 * rows.floor_energy_sd, fmt="_", ms=12, mew=2, capsize=3,
+            color=colors[reference], label="exact vs exact floor (± 2 sd over replicas)",
+        )  # fmt: skip
     _format_pool_axis(ax, pd.Series(sizes), inf_x)
     ax.set_ylabel("energy distance (mean over dims)")
     ax.set_title("final checkpoint", fontsize=9)

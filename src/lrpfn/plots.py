@@ -169,7 +169,7 @@ def losses_figure(logs: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
 
 
 def implied_prior_figure(
-    samples: pd.DataFrame, reference: pd.DataFrame, pool: np.ndarray | None, pool_size: str, n_dims: int
+    samples: pd.DataFrame, reference: pd.DataFrame, pool: np.ndarray | None, pool_size: str, n_dims: int, seed: int
 ) -> plt.Figure:
     """Rows: the first dimensions of w; columns: checkpoints. Histogram + KDE of the PFN's
     resampled w_hat (implied prior) beside the exact reference resampler of the run's prior
@@ -242,7 +242,7 @@ def implied_prior_figure(
                 ax.set_xlabel("$\\hat w$")
     axes[0, -1].legend(fontsize=6, loc="upper right")
     label = "∞" if pool_size == "inf" else pool_size
-    fig.suptitle(f"Implied prior of the PFN trained on M = {label} tasks, by predictive resampling")
+    fig.suptitle(f"Implied prior of the PFN trained on M = {label} tasks (seed {seed}), by predictive resampling")
     fig.tight_layout()
     return fig
 

@@ -76,6 +76,7 @@ rule plot_implied_prior:
     params:
         dim=config["dim"],
         n_dims=config["resample"]["plot_dims"],
+        seed=SEEDS[0],
     script:
         "../scripts/plot_implied_prior.py"
 

@@ -9,5 +9,5 @@ with log_to(snakemake.log[0]):
     inp, M, p = snakemake.input, snakemake.wildcards.M, snakemake.params
     samples = pd.concat([read_parquet(f) for f in inp.samples], ignore_index=True)
     pool = None if M == "inf" else read_pool(inp.pool, p.dim).numpy()
-    fig = implied_prior_figure(samples, read_parquet(inp.reference), pool, M, p.n_dims)
+    fig = implied_prior_figure(samples, read_parquet(inp.reference), pool, M, p.n_dims, p.seed)
     save(fig, snakemake.output.png, snakemake.output.pdf)

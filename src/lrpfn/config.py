@@ -210,14 +210,20 @@ def run_config(config: dict, pool_size: str, seed: int) -> RunConfig:
     )
 
 
-def short_run_config(config: dict, pool_size: str, seed: int) -> RunConfig | None:
-    """The shorter-budget run of a pool size and seed (``thresholds.short_budget`` of the
-    steps, its own full schedule), or None when the config compares checkpoints instead."""
+def short_budget_steps(config: dict) -> int | None:
+    """Steps of the shorter-budget runs (``thresholds.short_budget`` of ``train.steps``), or None."""
     fraction = config.get("thresholds", {}).get("short_budget")
-    if fraction is None:
+    return None if fraction is None else round(fraction * config["train"]["steps"])
+
+
+def short_run_config(config: dict, pool_size: str, seed: int) -> RunConfig | None:
+    """The shorter-budget run of a pool size and seed (its own full schedule), or None when
+    the config compares checkpoints instead."""
+    steps = short_budget_steps(config)
+    if steps is None:
         return None
     run = run_config(config, pool_size, seed)
-    return replace(run, train=replace(run.train, steps=round(fraction * run.train.steps)))
+    return replace(run, train=replace(run.train, steps=steps))
 
 
 def execution_config(config: dict) -> ExecutionConfig:
@@ -225,10 +231,14 @@ def execution_config(config: dict) -> ExecutionConfig:
     return ExecutionConfig(**{k: v for k, v in config["train"].items() if k in EXECUTION_KEYS})
 
 
+def shared_checkpoint_steps(config: dict) -> list[int]:
+    """The checkpoint steps of every run (overrides cannot change steps or checkpoints)."""
+    return checkpoint_steps(train_config(config, pool_sizes(config)[0]))
+
+
 def resampled_steps(config: dict) -> list[int]:
     """The checkpoint steps that are resampled: the last ``resample.checkpoints`` of every run."""
-    steps = checkpoint_steps(train_config(config, pool_sizes(config)[0]))
-    return steps[-config["resample"]["checkpoints"] :]
+    return shared_checkpoint_steps(config)[-config["resample"]["checkpoints"] :]
 
 
 # --- defaults that follow the experiment, and checks beyond the schema -----------------
@@ -248,8 +258,7 @@ def complete(config: dict) -> dict:
     resample = config["resample"]
     resample.setdefault("path_length", config["context_length"])
     resample.setdefault("prefix_length", max(1, min(config["dim"], resample["path_length"] - 1)))
-    n_checkpoints = len(checkpoint_steps(train_config(config, pool_sizes(config)[0])))
-    resample.setdefault("checkpoints", min(4, n_checkpoints))
+    resample.setdefault("checkpoints", min(4, len(shared_checkpoint_steps(config))))
     resample.setdefault("plot_dims", min(3, config["dim"]))
     return config
 
@@ -294,17 +303,17 @@ def check_experiment(config: dict) -> None:
             f"resample.n_prefixes: {resample['n_prefixes']} prefixes from an evaluation set of "
             f"eval.n_sequences={config['eval']['n_sequences']}"
         )
-    n_checkpoints = len(checkpoint_steps(train_config(config, sizes[0])))
+    n_checkpoints = len(shared_checkpoint_steps(config))
     if resample["checkpoints"] > n_checkpoints:
         raise ConfigError(
             f"resample.checkpoints: {resample['checkpoints']} exceeds the {n_checkpoints} checkpoints of "
             f"train.checkpoints={train['checkpoints']}, train.steps={train['steps']}"
         )
-    short_budget = config.get("thresholds", {}).get("short_budget")
-    if short_budget is not None and round(short_budget * train["steps"]) < train["checkpoints"]:
+    short_steps = short_budget_steps(config)
+    if short_steps is not None and short_steps < train["checkpoints"]:
         raise ConfigError(
-            f"thresholds.short_budget: {short_budget} of train.steps={train['steps']} leaves fewer steps than "
-            f"train.checkpoints={train['checkpoints']}"
+            f"thresholds.short_budget: {config['thresholds']['short_budget']} of train.steps={train['steps']} "
+            f"leaves fewer steps than train.checkpoints={train['checkpoints']}"
         )
     if resample["plot_dims"] > config["dim"]:
         raise ConfigError(f"resample.plot_dims: {resample['plot_dims']} exceeds dim={config['dim']}")

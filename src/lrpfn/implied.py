@@ -7,7 +7,7 @@ points in all (prefix included), so prior and posteriors use the same functional
 Sample tables have one row per path: kind ('prior' | 'posterior'), tasks ('' for the prior,
 else the evaluation set the prefix came from: 'true' | 'pool'), prefix (sequence index, -1
 for the prior), path, w_0..w_{D-1}; reference tables lead with the exact predictive's
-prior ('gaussian' | 'pool') and replica (0 | 1).
+prior ('gaussian' | 'pool') and replica (0 .. REPLICAS - 1).
 """
 
 from __future__ import annotations
@@ -137,13 +137,12 @@ def statistics(
         for prior, ref in select(reference).groupby("prior", sort=False):
             exact = ref.loc[ref.replica == 0, cols].to_numpy()
             floor = _floor(exact, [group[cols].to_numpy() for r, group in ref.groupby("replica") if r != 0])
+            ref_pool_distance = np.nan if atoms is None else np.median(nearest_atom_distance(exact, atoms))
             for step, group in model.groupby("step"):
                 w = group[cols].to_numpy()
                 table = against_samples(w, exact).merge(floor, on="dim")
                 table["median_pool_distance"] = np.nan if atoms is None else np.median(nearest_atom_distance(w, atoms))
-                table["ref_median_pool_distance"] = (
-                    np.nan if atoms is None else np.median(nearest_atom_distance(exact, atoms))
-                )
+                table["ref_median_pool_distance"] = ref_pool_distance
                 for i, (key, value) in enumerate(
                     [("step", step), *((k, getattr(target, k)) for k in TARGET_KEYS), ("reference", prior)]
                 ):

@@ -124,13 +124,14 @@ def task_diversity_figure(summary: pd.DataFrame, thresholds: pd.DataFrame) -> pl
 
 
 def _mark_thresholds(ax, thresholds: pd.DataFrame):
-    """M* as a vertical line; an unresolved closer-to-ridge estimate as its shaded bracket."""
-    styles = {
-        "closer_to_ridge": ("-", "M* (closer to ridge)"),
-        "budget_crossing": ("--", "M* (budget crossing, checkpoint proxy)"),
-    }
-    for _, row in thresholds.iterrows():
-        ls, label = styles[row.method]
+    """M* (all seeds together) as a vertical line; an unresolved closer-to-ridge estimate as its
+    shaded bracket. The budget crossing's label says whether it compared two runs or a proxy."""
+    for _, row in thresholds[thresholds.seeds == "all"].iterrows():
+        if row.method == "closer_to_ridge":
+            ls, label = "-", "M* (closer to ridge)"
+        else:
+            budgets = "checkpoint proxy" if "proxy" in row.description else "two budgets"
+            ls, label = "--", f"M* (budget crossing, {budgets})"
         if np.isfinite(row.pool_size_star):
             ax.axvline(row.pool_size_star, color="0.3", ls=ls, lw=1, label=label)
         elif row.method == "closer_to_ridge" and np.isfinite(row.lower) and np.isfinite(row.upper):
@@ -177,8 +178,14 @@ def implied_prior_figure(
     _style()
     samples = samples[samples.kind == "prior"]
     reference = reference[(reference.kind == "prior") & (reference.replica == 0)]
-    own = reference[reference.prior == ("gaussian" if pool is None else "pool")]
-    gaussian = None if pool is None else reference[reference.prior == "gaussian"]
+    # (samples, colour, line style, label) of each exact reference drawn: the run's own prior
+    # first, and beside a pool's the Gaussian prior's.
+    references = [(reference[reference.prior == "gaussian"], "black", "--", "exact reference")]
+    if pool is not None:
+        references = [
+            (reference[reference.prior == "pool"], "black", "--", "exact reference (pool prior)"),
+            (reference[reference.prior == "gaussian"], "0.55", ":", "exact reference (Gaussian prior)"),
+        ]
     steps = sorted(samples.step.unique())
     dims = [d for d in range(n_dims) if f"w_{d}" in samples.columns]
     fig, axes = plt.subplots(
@@ -200,25 +207,8 @@ def implied_prior_figure(
                 label="PFN (histogram)",
             )
             sns.kdeplot(x=values, ax=ax, color=COLORS["model"], lw=1.2, label="PFN (KDE)", clip=(-4, 4))
-            sns.kdeplot(
-                x=own[col_name].to_numpy(),
-                ax=ax,
-                color="black",
-                lw=1,
-                ls="--",
-                label="exact reference" + ("" if pool is None else " (pool prior)"),
-                clip=(-4, 4),
-            )
-            if gaussian is not None:
-                sns.kdeplot(
-                    x=gaussian[col_name].to_numpy(),
-                    ax=ax,
-                    color="0.55",
-                    lw=1,
-                    ls=":",
-                    label="exact reference (Gaussian prior)",
-                    clip=(-4, 4),
-                )
+            for ref, color, ls, label in references:
+                sns.kdeplot(x=ref[col_name].to_numpy(), ax=ax, color=color, lw=1, ls=ls, label=label, clip=(-4, 4))
             ax.plot(grid, normal, color="#c0392b", lw=1, label="N(0, 1)")
             if pool is not None:
                 if len(pool) <= 64:

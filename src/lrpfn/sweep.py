@@ -57,7 +57,7 @@ def closeness(sequences: pd.DataFrame) -> pd.DataFrame:
     error over sequences, paired: both predictors see the same sequences), ``z`` and
     ``closer`` ('ridge', 'dmmse' or 'unresolved'), plus ``n_sequences`` and ``n_seeds``.
     """
-    true = sequences[(sequences.tasks == "true") & (sequences.pool_size != "inf")]
+    true = _on_new_tasks(sequences)
     paired = true.assign(d=true.delta_ridge - true.delta_dmmse)
     # Seeds see the same evaluation sequences: average them per sequence, then over sequences.
     per_sequence = paired.groupby(["pool_size", "step", "sequence"], sort=False).agg(
@@ -158,10 +158,9 @@ def budget_effect(long: pd.DataFrame, short: pd.DataFrame) -> pd.DataFrame:
     method over the paired sequences; ``effect`` is 'away' (r > 0 by more than
     :data:`RESOLVED_SE` standard errors), 'towards' (r < 0 by as much) or 'unresolved'.
     """
-    rows = []
+    rows, short = [], _on_new_tasks(short)
     for pool_size, a_table in _on_new_tasks(long).groupby("pool_size", sort=False):
-        b_table = _on_new_tasks(short)
-        b_table = b_table[b_table.pool_size == pool_size]
+        b_table = short[short.pool_size == pool_size]
         if not len(b_table):
             continue
         a = a_table.groupby("sequence").delta_ridge.mean()

@@ -21,8 +21,8 @@ from lrpfn.config import (
     pool_sizes,
     resampled_steps,
     run_config,
+    shared_checkpoint_steps,
     short_run_config,
-    train_config,
 )
 
 validate(config, str(SCHEMA))
@@ -32,8 +32,7 @@ check_experiment(config)
 RESULTS = config["results"]
 POOL_SIZES = pool_sizes(config)
 SEEDS = [int(s) for s in config["seeds"]]
-# Checkpoint steps are shared by every run (overrides cannot change steps or checkpoints).
-CHECKPOINT_STEPS = checkpoint_steps(train_config(config, POOL_SIZES[0]))
+CHECKPOINT_STEPS = shared_checkpoint_steps(config)
 RESAMPLE_STEPS = resampled_steps(config)
 # Runs trained to completion on a shorter budget, for the budget-crossing M* (or None).
 SHORT = short_run_config(config, POOL_SIZES[0], SEEDS[0])

@@ -51,6 +51,19 @@ def test_batches_are_a_function_of_the_generator():
     assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
 
 
+def test_a_curriculum_batch_zeroes_the_inactive_inputs_and_draws_the_same_stream():
+    full_gen, curr_gen = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    full = sample_batch(6, 5, 4, 0.1, None, full_gen)
+    curr = sample_batch(6, 5, 4, 0.1, None, curr_gen, active_dims=2)
+    assert torch.all(curr.x[..., 2:] == 0) and torch.equal(curr.x[..., :2], full.x[..., :2])
+    assert torch.equal(curr.w, full.w)
+    # Targets use only the active coordinates; the noise is the same draw.
+    assert torch.allclose(curr.target, torch.einsum("bkd,bd->bk", full.x[..., :2], full.w[:, :2]), atol=1e-6)
+    assert torch.allclose(curr.y - curr.target, full.y - full.target, atol=1e-6)
+    # The generator advanced exactly as without the curriculum: later batches are unchanged.
+    assert torch.equal(full_gen.get_state(), curr_gen.get_state())
+
+
 def test_eval_set_roundtrips_through_parquet(tmp_path):
     pool = master_pool(16, 3, seed=0)
     batch = eval_set(7, 5, 3, 0.25, pool, seed=9)

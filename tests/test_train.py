@@ -54,6 +54,33 @@ def test_train_config_rejects_bad_values():
         TrainConfig(steps=10, batch_size=8, lr=1e-3, warmup=0.0, checkpoints=2, decay="step")
 
 
+def test_the_curriculum_grows_the_active_dimensions_in_equal_stages():
+    cfg = TrainConfig(steps=100, batch_size=8, lr=1e-3, warmup=0.0, checkpoints=2, curriculum=0.3)
+    active = [cfg.active_dims(step, 4) for step in range(1, 101)]
+    # 30 curriculum steps, three stages of 1, 2 and 3 dimensions; all 4 from step 30 on.
+    assert active[:29] == [1] * 9 + [2] * 10 + [3] * 10
+    assert set(active[29:]) == {4}
+    assert {cfg.active_dims(step, 1) for step in range(1, 101)} == {1}
+    plain = TrainConfig(steps=100, batch_size=8, lr=1e-3, warmup=0.0, checkpoints=2)
+    assert {plain.active_dims(step, 4) for step in range(1, 101)} == {4}
+    with pytest.raises(ValueError, match="curriculum"):
+        TrainConfig(steps=10, batch_size=8, lr=1e-3, warmup=0.0, checkpoints=2, curriculum=1.0)
+
+
+def test_training_draws_its_batches_with_the_curriculums_dimensions(tmp_path, monkeypatch):
+    run = tiny_run(steps=20, curriculum=0.5)
+    real_sample, seen = train_module.sample_batch, []
+
+    def recording_sample(*args, **kwargs):
+        batch = real_sample(*args, **kwargs)
+        seen.append(int((batch.x.abs().sum(dim=(0, 1)) > 0).sum()))  # nonzero input columns
+        return batch
+
+    monkeypatch.setattr(train_module, "sample_batch", recording_sample)
+    train(run, master_pool(8, 2, seed=0), tmp_path, progress=False)
+    assert seen == [1] * 9 + [2] * 11
+
+
 def test_run_config_roundtrips_through_a_dict():
     for pool_size in (8, math.inf):
         run = tiny_run(pool_size=pool_size)
@@ -181,6 +208,7 @@ def test_execution_settings_change_no_byte_of_a_checkpoint(tmp_path):
         "lr",
         "warmup",
         "checkpoints",
+        "curriculum",
         "decay",
         "weight_decay",
         "grad_clip",

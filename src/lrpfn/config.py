@@ -88,6 +88,19 @@ class TrainConfig:
     weight_decay: float = _default("train", "weight_decay")
     grad_clip: float = _default("train", "grad_clip")  # max global grad norm; 0 disables
     precision: str = _default("train", "precision")  # "float32" or "bfloat16" (autocast; loss in float32)
+    curriculum: float = _default("train", "curriculum")  # fraction of steps over which x's active dims grow 1 -> D
+
+    def active_dims(self, step: int, dim: int) -> int:
+        """Input dimensions in use at optimiser step ``step`` (1-based) of a run with D = ``dim``.
+
+        Over the first ``curriculum * steps`` steps the count grows from 1 to D in D - 1 equal
+        stages (the other coordinates of x are zero, so those of w do not act); after that,
+        and without a curriculum, all D are in use.
+        """
+        span = int(self.curriculum * self.steps)
+        if step >= span:
+            return dim
+        return 1 + (dim - 1) * step // span
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.checkpoints < 1:
@@ -98,6 +111,8 @@ class TrainConfig:
             raise ValueError(f"train decay must be 'cosine' or 'linear', got {self.decay!r}")
         if self.lr <= 0:
             raise ValueError(f"train lr must be positive, got {self.lr}")
+        if not 0 <= self.curriculum < 1:
+            raise ValueError(f"train curriculum is a fraction in [0, 1), got {self.curriculum}")
         if self.precision not in ("float32", "bfloat16"):
             raise ValueError(f"train precision must be 'float32' or 'bfloat16', got {self.precision!r}")
 

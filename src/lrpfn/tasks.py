@@ -76,15 +76,19 @@ def sample_batch(
     noise_var: float,
     pool: torch.Tensor | None,
     generator: torch.Generator,
+    active_dims: int | None = None,
 ) -> Batch:
     """Draw a batch from ``T_M`` (``pool`` given) or ``T_true`` (``pool=None``).
 
     Every random number comes from ``generator``, so a batch is a pure function of its
-    state; tensors live on the generator's device.
+    state; tensors live on the generator's device. ``active_dims`` < D zeroes the later
+    coordinates of x (a training curriculum); the generator advances exactly as without it.
     """
     device = generator.device
     shape = (batch_size, context_length, dim)
     x = torch.randn(shape, generator=generator, device=device)
+    if active_dims is not None and active_dims < dim:
+        x[..., active_dims:] = 0
     if pool is None:
         w = torch.randn((batch_size, dim), generator=generator, device=device)
         task = torch.full((batch_size,), -1, dtype=torch.long, device=device)

@@ -198,7 +198,9 @@ def train(
     )
     for step in bar_iter:
         lr = learning_rate(step, cfg)
-        batch = sample_batch(cfg.batch_size, run.context_length, run.dim, run.noise_var, pool, generator).to(device)
+        active = cfg.active_dims(step, run.dim)
+        batch = sample_batch(cfg.batch_size, run.context_length, run.dim, run.noise_var, pool, generator, active)
+        batch = batch.to(device)
         pending.append(stepper(batch, lr))
         history["step"].append(step)
         history["lr"].append(lr)

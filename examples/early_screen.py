@@ -8,7 +8,7 @@ several seeds, so a change to the model or schedule can be screened in minutes r
 full run per seed. Settings are the experiment config's, with ``--set`` overriding any key.
 
     python examples/early_screen.py --seeds 0 1 2 3
-    python examples/early_screen.py --seeds 0 1 2 3 --qk-init-std 0.02
+    python examples/early_screen.py --seeds 0 1 2 3 --set model.qk_init_std=0.02
     python examples/early_screen.py --set model.n_buckets=512 train.warmup=0.02
 """
 
@@ -22,7 +22,6 @@ import torch
 import yaml
 from snakemake.utils import validate
 
-from lrpfn import model as model_module
 from lrpfn.config import SCHEMA, check_experiment, complete, run_config
 from lrpfn.tasks import sample_batch
 from lrpfn.train import Stepper, build, learning_rate, make_optimizer
@@ -68,12 +67,10 @@ def main():
     parser.add_argument("--pool-size", default="inf")
     parser.add_argument("--stop", type=int, default=2000, help="steps to train of the configured schedule")
     parser.add_argument("--window", type=int, default=500)
-    parser.add_argument("--qk-init-std", type=float, default=model_module.QK_INIT_STD)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    model_module.QK_INIT_STD = args.qk_init_std
     config = experiment(args.config, args.set)
     edges = range(0, args.stop, args.window)
     print("seed  " + "  ".join(f"{a + 1:>5}-{min(a + args.window, args.stop):<5}" for a in edges))

@@ -63,11 +63,14 @@ class ModelConfig:
     n_layers: int
     n_heads: int
     d_mlp: int
+    qk_init_std: float = _default("model", "qk_init_std")  # initial std of query/key weights (others 0.02)
 
     def __post_init__(self):
         for name in ("dim", "n_buckets", "d_model", "n_layers", "n_heads", "d_mlp"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model config {name} must be positive, got {getattr(self, name)}")
+        if self.qk_init_std <= 0:
+            raise ValueError(f"model config qk_init_std must be positive, got {self.qk_init_std}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
 

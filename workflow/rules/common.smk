@@ -96,6 +96,14 @@ def eval_files(kind=""):
     ]
 
 
+def in_context_files():
+    """Per-position tables of every run's final checkpoint on the longer evaluation sets."""
+    return [
+        f"{RESULTS}/eval/M{M}_seed{seed}/step_{CHECKPOINT_STEPS[-1]:07d}_in_context.parquet"
+        for M, seed in runs()
+    ]
+
+
 def short_eval_files():
     """Per-sequence tables of the shorter-budget runs' final checkpoints (none without them)."""
     return (
@@ -133,9 +141,14 @@ TABLES = [
     "thresholds",
     "train_log",
     "resample_stats",
+    "posterior_marginals",
+    "in_context",
+    "predictive",
 ]
-FIGURES = ["mask", "task_diversity", "losses", "posterior"] + [
-    f"implied_prior_M{M}" for M in POOL_SIZES
+FIGURES = ["mask", "task_diversity", "losses", "posterior", "in_context"] + [
+    f"{name}_M{M}"
+    for name in ("implied_prior", "posterior_marginals")
+    for M in POOL_SIZES
 ]
 
 

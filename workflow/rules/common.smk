@@ -76,11 +76,11 @@ def pool_file(wildcards):
     return f"{RESULTS}/tasks/pool_M{wildcards.M}.parquet"
 
 
-def pool_eval_file(wildcards):
-    """The evaluation set of the run's own tasks (T_M; T_true for M = inf)."""
-    if wildcards.M == "inf":
-        return f"{RESULTS}/tasks/eval_true.parquet"
-    return f"{RESULTS}/tasks/eval_M{wildcards.M}.parquet"
+def pool_eval_file(wildcards, kind="eval"):
+    """The evaluation set of the run's own tasks (T_M; T_true for M = inf); kind 'eval_long'
+    names the longer sequences of the in-context curves."""
+    tasks = "true" if wildcards.M == "inf" else f"M{wildcards.M}"
+    return f"{RESULTS}/tasks/{kind}_{tasks}.parquet"
 
 
 def runs():
@@ -147,7 +147,7 @@ TABLES = [
 ]
 FIGURES = ["mask", "task_diversity", "losses", "posterior", "in_context"] + [
     f"{name}_M{M}"
-    for name in ("implied_prior", "posterior_marginals")
+    for name in ("implied_prior", "posterior_marginals", "predictive_density")
     for M in POOL_SIZES
 ]
 

@@ -47,7 +47,7 @@ use rule evaluate as evaluate_long with:
     input:
         checkpoint=f"{run_dir()}/step_{{step}}.pt",
         pool=pool_file,
-        eval_pool=lambda wc: pool_eval_file(wc).replace("/eval_", "/eval_long_"),
+        eval_pool=lambda wc: pool_eval_file(wc, "eval_long"),
         eval_true=f"{RESULTS}/tasks/eval_long_true.parquet",
     output:
         positions=f"{RESULTS}/eval/M{{M}}_seed{{seed}}/step_{{step}}_in_context.parquet",

@@ -73,11 +73,13 @@ def expected_outputs() -> list[str]:
     """Every file the test config's pipeline writes, relative to its results folder."""
     steps = [20, 40]  # 40 steps, 2 checkpoints
     files = [f"tasks/pool_M{m}.parquet" for m in (1, 4)]
-    files += [f"tasks/eval_{t}.parquet" for t in ("M1", "M4", "true")]
+    files += [f"tasks/eval{long}_{t}.parquet" for t in ("M1", "M4", "true") for long in ("", "_long")]
     for m in ("1", "4", "inf"):
         files.append(f"runs/M{m}_seed0/log.parquet")
         files += [f"runs/M{m}_seed0/step_{s:07d}.pt" for s in steps]
         files += [f"eval/M{m}_seed0/step_{s:07d}{kind}.parquet" for s in steps for kind in ("", "_sequences")]
+        files.append(f"eval/M{m}_seed0/step_{steps[-1]:07d}_in_context.parquet")
+        files += [f"predictive/M{m}_seed0{kind}.parquet" for kind in ("", "_density")]
         files += [f"resample/M{m}_seed0/step_{s:07d}.parquet" for s in steps]
         files += [f"resample/M{m}_reference.parquet", f"resample/M{m}_seed0_stats.parquet"]
     for m in ("1", "4"):  # shorter-budget runs (thresholds.short_budget: 0.5): 20 steps, checkpoints at 10 and 20
@@ -93,6 +95,9 @@ def expected_outputs() -> list[str]:
         "thresholds",
         "train_log",
         "resample_stats",
+        "posterior_marginals",
+        "in_context",
+        "predictive",
     )
     files += [f"tables/{t}.parquet" for t in tables]
     figures = [
@@ -100,9 +105,12 @@ def expected_outputs() -> list[str]:
         "task_diversity",
         "losses",
         "posterior",
-        "implied_prior_M1",
-        "implied_prior_M4",
-        "implied_prior_Minf",
+        "in_context",
+        *(
+            f"{name}_M{m}"
+            for name in ("implied_prior", "posterior_marginals", "predictive_density")
+            for m in ("1", "4", "inf")
+        ),
     ]
     files += [f"figures/{f}.{e}" for f in figures for e in ("png", "pdf")]
     return files

@@ -27,12 +27,13 @@ from helpers import REPO, RESULTS, TEST_CONFIG, expected_outputs, new_workdir, s
 
 PROFILE = REPO / "profiles/slurm"
 # The whole test config: per pool size (1, 4, inf) one training run, evaluation and resampling
-# at both checkpoints, the reference resampler and the resampling statistics, and per finite
-# pool size a shorter-budget run and the evaluation of its final checkpoint go to SLURM; the
-# task tables, aggregates and plots are local rules.
+# at both checkpoints, the reference resampler, the resampling statistics, the in-context
+# evaluation of the final checkpoint and the predictive densities, and per finite pool size a
+# shorter-budget run and the evaluation of its final checkpoint go to SLURM; the task tables,
+# aggregates and plots are local rules.
 SLURM_JOBS = {
     "train": 3, "evaluate": 6, "resample": 6, "resample_reference": 3, "resample_stats": 3,
-    "train_short": 2, "evaluate_short": 2,
+    "train_short": 2, "evaluate_short": 2, "evaluate_long": 3, "predictive": 3,
 }  # fmt: skip
 PROFILE_SETTINGS = yaml.safe_load((PROFILE / "config.yaml").read_text())
 # The profile's first status check comes after 20 s, a courtesy to a shared controller; the

@@ -14,6 +14,7 @@ from snakemake_interface_common.exceptions import WorkflowError
 
 from lrpfn.config import SCHEMA, ConfigError, check_experiment, complete
 from lrpfn.evaluate import METRICS
+from lrpfn.implied import MARGINAL_KEYS
 from lrpfn.tasks import read_eval_set
 
 from helpers import (
@@ -117,6 +118,43 @@ def test_closeness_and_thresholds_follow_from_the_per_sequence_values(pipeline):
     assert math.isnan(crossing.pool_size_star) and crossing.lower == 4 and "M* > 4" in crossing.reason
 
 
+def test_in_context_curves_run_past_the_trained_length_against_the_exact_predictors(pipeline):
+    table = pd.read_parquet(pipeline / RESULTS / "tables/in_context.parquet")
+    k = TEST_CONFIG["context_length"]
+    length = 2 * k  # eval.extrapolate_to defaults to twice the context length
+    assert sorted(table.position.unique()) == list(range(length))
+    assert (table.extrapolated == (table.position >= k)).all()
+    assert set(table.step) == {TEST_CONFIG["train"]["steps"]} and set(table.pool_size) == {"1", "4", "inf"}
+    # The exact columns past K are the exact predictors on the longer sequences: ridge
+    # recomputed here by an explicit solve per sequence and position (float64).
+    batch = read_eval_set(pipeline / RESULTS / "tasks/eval_long_true.parquet")
+    x, y, target = (t.double().numpy() for t in (batch.x, batch.y, batch.target))
+    noise_var, dim = TEST_CONFIG["noise_var"], TEST_CONFIG["dim"]
+    mse, nll = np.zeros(length), np.zeros(length)
+    for i in range(length):
+        for s in range(x.shape[0]):
+            a = x[s, :i].T @ x[s, :i] + noise_var * np.eye(dim)
+            mean = x[s, i] @ np.linalg.solve(a, x[s, :i].T @ y[s, :i])
+            var = noise_var + x[s, i] @ (noise_var * np.linalg.inv(a)) @ x[s, i]
+            mse[i] += (mean - target[s, i]) ** 2 / dim / x.shape[0]
+            nll[i] += (0.5 * np.log(2 * np.pi * var) + (y[s, i] - mean) ** 2 / (2 * var)) / x.shape[0]
+    inf = table[(table.pool_size == "inf") & (table.tasks == "true")].sort_values("position")
+    np.testing.assert_allclose(inf.mse_ridge, mse, rtol=1e-9)
+    np.testing.assert_allclose(inf.nll_ridge, nll, rtol=1e-9)
+    # Ridge keeps improving past K as Bayes does: its error at 2K is below its error at K.
+    assert mse[-1] < mse[k - 1]
+    # The positions up to K are other sequences than the main evaluation's, of the same law:
+    # the PFN's MSE/D there agrees with the main table's within sampling error.
+    main = pd.read_parquet(pipeline / RESULTS / "tables/metrics.parquet")
+    main = main[(main.step == TEST_CONFIG["train"]["steps"]) & (main.tasks == "true")]
+    for pool_size in ("1", "4", "inf"):
+        a = main[main.pool_size == pool_size].sort_values("position")
+        b = table[(table.pool_size == pool_size) & (table.tasks == "true") & ~table.extrapolated]
+        b = b.sort_values("position")
+        se = np.hypot(a.mse_model_se.to_numpy(), b.mse_model_se.to_numpy())
+        assert (np.abs(a.mse_model.to_numpy() - b.mse_model.to_numpy()) < 4 * se).all(), pool_size
+
+
 def test_training_logs(pipeline):
     log = pd.read_parquet(pipeline / RESULTS / "tables/train_log.parquet")
     assert list(log.columns) == ["step", "loss", "lr", "pool_size", "seed"]
@@ -153,6 +191,31 @@ def test_resampling_tables(pipeline):
         assert row.floor_ks == pytest.approx(np.mean([ks_2samp(r, r0).statistic for r in others]), rel=1e-12)
 
 
+def test_posterior_marginals_name_each_reference_and_the_true_task(pipeline):
+    marginals = pd.read_parquet(pipeline / RESULTS / "tables/posterior_marginals.parquet")
+    stats = pd.read_parquet(pipeline / RESULTS / "tables/resample_stats.parquet")
+    # runs x 2 checkpoints x 2 dims over posterior targets: 1 true prefix, and for a finite M 1 pool prefix.
+    assert len(marginals) == 2 * 2 * (3 + 2)
+    post = stats[stats.kind == "posterior"]
+    for prior in ("gaussian", "pool"):
+        merged = marginals.merge(post[post.reference == prior], on=MARGINAL_KEYS)
+        np.testing.assert_array_equal(merged[f"energy_{prior}"], merged.energy)
+    inf = marginals[marginals.pool_size == "inf"]
+    assert inf.energy_pool.isna().all() and (inf.closer_to == "").all()
+    finite = marginals[marginals.pool_size != "inf"]
+    nearer = np.where(finite.energy_pool < finite.energy_gaussian, "pool", "gaussian")
+    assert (finite.closer_to == nearer).all()
+    # The true task is the evaluation sequence's, and the rms distance is the sample table's.
+    eval_pool = read_eval_set(pipeline / RESULTS / "tasks/eval_M4.parquet")
+    samples = pd.read_parquet(pipeline / RESULTS / "resample/M4_seed0/step_0000040.parquet")
+    for dim in (0, 1):
+        row = finite[(finite.pool_size == "4") & (finite.step == 40) & (finite.tasks == "pool") & (finite.dim == dim)]
+        row = row.iloc[0]
+        assert row.true_w == pytest.approx(eval_pool.w[0, dim].item(), rel=1e-6)
+        w = samples.loc[(samples.kind == "posterior") & (samples.tasks == "pool"), f"w_{dim}"].to_numpy()
+        assert row.true_w_rmse == pytest.approx(np.sqrt(np.mean((w - row.true_w) ** 2)), rel=1e-9)
+
+
 def test_resampling_past_the_trained_context_needs_permission():
     config = copy.deepcopy(TEST_CONFIG)
     config["resample"]["path_length"] = TEST_CONFIG["context_length"] + 1
@@ -178,6 +241,7 @@ def test_changing_one_pool_size_reruns_only_what_depends_on_it(pipeline, tmp_pat
     assert {wildcards["M"] for wildcards in planned_wildcards(result, "train", "evaluate", "resample")} == {"4"}
 
 
+PER_M_FIGURES = {"plot_implied_prior", "plot_posterior_marginals"}
 COMPUTE_RULES = ("train", "evaluate", "resample", "resample_reference", "resample_stats")
 
 # Settings of how jobs run, or of how figures look: none may rerun a computation.
@@ -186,7 +250,7 @@ NO_RECOMPUTE = [
     ("train.threads", lambda c: c["train"].update(threads=2), set()),
     ("train.device", lambda c: c["train"].update(device="cuda"), set()),  # the dry run needs no GPU
     ("train.compile", lambda c: c["train"].update(compile=True), set()),
-    ("resample.plot_dims", lambda c: c["resample"].update(plot_dims=1), {"plot_implied_prior", "all"}),
+    ("resample.plot_dims", lambda c: c["resample"].update(plot_dims=1), {*PER_M_FIGURES, "all"}),
 ]
 
 
@@ -214,8 +278,24 @@ def test_a_new_pool_size_plans_only_its_own_chain_and_the_aggregates(pipeline, t
         "resample_reference": 1,
         "resample_stats": 1,
     }
-    aggregates = {"aggregate_eval": 1, "aggregate_train_log": 1, "aggregate_resample": 1}
-    figures = {"plot_task_diversity": 1, "plot_losses": 1, "plot_posterior": 1, "plot_implied_prior": 1, "all": 1}
+    own_chain |= {"eval_set_long": 1, "evaluate_long": 1, "predictive": 1}
+    aggregates = {
+        "aggregate_eval": 1,
+        "aggregate_train_log": 1,
+        "aggregate_resample": 1,
+        "aggregate_in_context": 1,
+        "aggregate_predictive": 1,
+    }
+    figures = {
+        "plot_task_diversity": 1,
+        "plot_losses": 1,
+        "plot_posterior": 1,
+        "plot_implied_prior": 1,
+        "plot_posterior_marginals": 1,
+        "plot_predictive_density": 1,
+        "plot_in_context": 1,
+        "all": 1,
+    }
     assert jobs == own_chain | aggregates | figures
     # Every job of the chain is pool 16's (eval_set names its tasks 'M16').
     assert {w.get("M") or w["tasks"] for w in planned_wildcards(result, *own_chain)} == {"16", "M16"}
@@ -283,6 +363,9 @@ BAD_CONFIGS = [
     (lambda c: c.update(thresholds={"short_budget": 1.0}), "short_budget"),
     (lambda c: c["resample"].update(path_length=4, prefix_length=4), "within resample.path_length=4"),
     (lambda c: c["resample"].update(n_prefixes=65), "eval.n_sequences=64"),
+    (lambda c: c["eval"].update(extrapolate_to=5), "eval.extrapolate_to: 5 positions are fewer than"),
+    (lambda c: c.update(predictive={"prompt_lengths": [0, 6]}), "predictive.prompt_lengths: 6 pairs leave no query"),
+    (lambda c: c.update(predictive={"n_prompts": 65}), "predictive.n_prompts: 65 prompts"),
     (lambda c: c.update(context_length=1, resample={**c["resample"], "prefix_length": 2}), "resample.path_length=1"),
 ]
 

@@ -269,10 +269,16 @@ def complete(config: dict) -> dict:
     * ``resample.prefix_length``: D observed pairs (where least squares becomes determined),
       at most one less than the path length;
     * ``resample.checkpoints``: the last 4 checkpoints, or all of them when there are fewer;
-    * ``resample.plot_dims``: 3, or D when D < 3.
+    * ``resample.plot_dims``: 3, or D when D < 3;
+    * ``eval.extrapolate_to``: twice the trained ``context_length``;
+    * ``predictive.prompt_lengths``: no pair, D pairs, half and all but one of the context.
 
     A value the user set stays, and :func:`check_experiment` judges it.
     """
+    k = config["context_length"]
+    config["eval"].setdefault("extrapolate_to", 2 * k)
+    lengths = sorted({0, min(config["dim"], k - 1), k // 2, k - 1})
+    config.setdefault("predictive", {}).setdefault("prompt_lengths", lengths)
     resample = config["resample"]
     resample.setdefault("path_length", config["context_length"])
     resample.setdefault("prefix_length", max(1, min(config["dim"], resample["path_length"] - 1)))
@@ -316,6 +322,22 @@ def check_experiment(config: dict) -> None:
             raise ConfigError(
                 f"resample.prefix_length: {resample['prefix_length']} exceeds context_length={context_length}"
             )
+    if config["eval"]["extrapolate_to"] < context_length:
+        raise ConfigError(
+            f"eval.extrapolate_to: {config['eval']['extrapolate_to']} positions are fewer than the trained "
+            f"context_length={context_length}"
+        )
+    predictive = config["predictive"]
+    if max(predictive["prompt_lengths"]) >= context_length:
+        raise ConfigError(
+            f"predictive.prompt_lengths: {max(predictive['prompt_lengths'])} pairs leave no query within "
+            f"context_length={context_length}"
+        )
+    if predictive.get("n_prompts", 1) > config["eval"]["n_sequences"]:
+        raise ConfigError(
+            f"predictive.n_prompts: {predictive['n_prompts']} prompts from an evaluation set of "
+            f"eval.n_sequences={config['eval']['n_sequences']}"
+        )
     if resample["n_prefixes"] > config["eval"]["n_sequences"]:
         raise ConfigError(
             f"resample.n_prefixes: {resample['n_prefixes']} prefixes from an evaluation set of "

@@ -34,6 +34,7 @@ class Target:
     prefix: int
     x: torch.Tensor | None  # (n, D) observed prefix, None for the prior
     y: torch.Tensor | None
+    w: torch.Tensor | None = None  # (D,) the task that generated the prefix
 
 
 def targets(eval_sets: dict[str, Batch], n_prefixes: int, prefix_length: int) -> list[Target]:
@@ -41,7 +42,9 @@ def targets(eval_sets: dict[str, Batch], n_prefixes: int, prefix_length: int) ->
     out = [Target("prior", "", -1, None, None)]
     for tasks, batch in eval_sets.items():
         for i in range(min(n_prefixes, batch.x.shape[0])):
-            out.append(Target("posterior", tasks, i, batch.x[i, :prefix_length], batch.y[i, :prefix_length]))
+            out.append(
+                Target("posterior", tasks, i, batch.x[i, :prefix_length], batch.y[i, :prefix_length], batch.w[i])
+            )
     return out
 
 
@@ -121,8 +124,11 @@ def statistics(
     Columns of :func:`lrpfn.compare.against_samples` (``std_ratio``, ``ks``, ``energy``, ...);
     ``floor_ks``, ``floor_energy`` and ``floor_energy_sd``: the mean and spread over the other
     replicas of their distance to replica 0 (what a model with the exact predictive would
-    show); and for a pool the median distance of each ``w_hat`` to its nearest pool task, of
-    the model (``median_pool_distance``) and of the reference (``ref_median_pool_distance``).
+    show); for a pool the median distance of each ``w_hat`` to its nearest pool task, of
+    the model (``median_pool_distance``) and of the reference (``ref_median_pool_distance``);
+    for a posterior the task that generated the prefix (``true_w``) and the root mean squared
+    distance of the ``w_hat`` to it, of the model (``true_w_rmse``) and of the reference
+    (``ref_true_w_rmse``).
     """
     dim = sum(c.startswith("w_") for c in samples.columns)
     cols = w_columns(dim)
@@ -138,11 +144,15 @@ def statistics(
             exact = ref.loc[ref.replica == 0, cols].to_numpy()
             floor = _floor(exact, [group[cols].to_numpy() for r, group in ref.groupby("replica") if r != 0])
             ref_pool_distance = np.nan if atoms is None else np.median(nearest_atom_distance(exact, atoms))
+            true_w = np.full(dim, np.nan) if target.w is None else target.w.double().numpy()
             for step, group in model.groupby("step"):
                 w = group[cols].to_numpy()
                 table = against_samples(w, exact).merge(floor, on="dim")
                 table["median_pool_distance"] = np.nan if atoms is None else np.median(nearest_atom_distance(w, atoms))
                 table["ref_median_pool_distance"] = ref_pool_distance
+                table["true_w"] = true_w
+                table["true_w_rmse"] = np.sqrt(((w - true_w) ** 2).mean(0))
+                table["ref_true_w_rmse"] = np.sqrt(((exact - true_w) ** 2).mean(0))
                 for i, (key, value) in enumerate(
                     [("step", step), *((k, getattr(target, k)) for k in TARGET_KEYS), ("reference", prior)]
                 ):
@@ -169,3 +179,27 @@ def targets_from_files(
     if pool_size != "inf":
         eval_sets["pool"] = read_eval_set(eval_pool)
     return targets(eval_sets, n_prefixes, prefix_length)
+
+
+MARGINAL_KEYS = ["pool_size", "seed", "step", "tasks", "prefix", "dim"]
+
+
+def posterior_marginals(stats: pd.DataFrame) -> pd.DataFrame:
+    """The posterior rows of a statistics table, one row per (run, step, target, dim).
+
+    Per reference prior (suffix ``_gaussian``, ``_pool``; NaN for a run without a pool): the
+    PFN's energy distance to that exact reference resampler, its floor and the floor's spread,
+    and the reference's rms distance to the true task; beside them the true task's coordinate
+    (``true_w``), the PFN's rms distance to it (``true_w_rmse``) and ``closer_to``, the
+    reference the PFN's marginal is nearer to in energy distance (empty without a pool).
+    """
+    post = stats[stats.kind == "posterior"]
+    per_reference = ["energy", "floor_energy", "floor_energy_sd", "ref_true_w_rmse"]
+    table = post[post.reference == "gaussian"].set_index(MARGINAL_KEYS)[["true_w", "true_w_rmse"]]
+    for prior in ("gaussian", "pool"):
+        values = post[post.reference == prior].set_index(MARGINAL_KEYS)[per_reference]
+        table = table.join(values.rename(columns=lambda c, p=prior: f"{c}_{p}"))
+    both = table[["energy_gaussian", "energy_pool"]].notna().all(axis=1)
+    nearer = np.where(table.energy_pool < table.energy_gaussian, "pool", "gaussian")
+    table["closer_to"] = np.where(both, nearer, "")
+    return table.reset_index()

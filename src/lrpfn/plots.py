@@ -198,17 +198,7 @@ def implied_prior_figure(
         for col, step in enumerate(steps):
             ax = axes[row, col]
             values = samples.loc[samples.step == step, col_name].to_numpy()
-            ax.hist(
-                values,
-                bins=np.linspace(-4, 4, 61),
-                density=True,
-                color=COLORS["model"],
-                alpha=0.35,
-                label="PFN (histogram)",
-            )
-            sns.kdeplot(x=values, ax=ax, color=COLORS["model"], lw=1.2, label="PFN (KDE)", clip=(-4, 4))
-            for ref, color, ls, label in references:
-                sns.kdeplot(x=ref[col_name].to_numpy(), ax=ax, color=color, lw=1, ls=ls, label=label, clip=(-4, 4))
+            _marginal_panel(ax, values, [(r[col_name].to_numpy(), *style) for r, *style in references], (-4, 4))
             ax.plot(grid, normal, color="#c0392b", lw=1, label="N(0, 1)")
             if pool is not None:
                 if len(pool) <= 64:
@@ -224,7 +214,6 @@ def implied_prior_figure(
                         color=COLORS["dmmse"],
                         label="pool tasks",
                     )
-            ax.set_xlim(-4, 4)
             ax.set_ylabel(f"$w_{{{d}}}$" if col == 0 else "")
             if row == 0:
                 ax.set_title(f"step {step}")
@@ -233,6 +222,60 @@ def implied_prior_figure(
     axes[0, -1].legend(fontsize=6, loc="upper right")
     label = "∞" if pool_size == "inf" else pool_size
     fig.suptitle(f"Implied prior of the PFN trained on M = {label} tasks (seed {seed}), by predictive resampling")
+    fig.tight_layout()
+    return fig
+
+
+def _marginal_panel(ax, values: np.ndarray, references: list[tuple], span: tuple[float, float]):
+    """Histogram and KDE of the PFN's w_hat in one dimension, with a KDE of each exact
+    reference's (values, colour, line style, label) over the same span."""
+    ax.hist(values, bins=np.linspace(*span, 61), density=True, color=COLORS["model"], alpha=0.35,
+            label="PFN (histogram)")  # fmt: skip
+    sns.kdeplot(x=values, ax=ax, color=COLORS["model"], lw=1.2, label="PFN (KDE)", clip=span)
+    for ref, color, ls, label in references:
+        sns.kdeplot(x=ref, ax=ax, color=color, lw=1, ls=ls, label=label, clip=span)
+    ax.set_xlim(*span)
+
+
+def posterior_marginals_figure(
+    samples: pd.DataFrame, reference: pd.DataFrame, true_w: dict[str, np.ndarray], pool_size: str, n_dims: int,
+    seed: int,
+) -> plt.Figure:  # fmt: skip
+    """Rows: posterior targets (the first prefix from T_true and, for a pool, from T_M) x the
+    first dimensions of w; columns: checkpoints. The PFN's resampled w_hat beside both exact
+    reference resamplers (Gaussian prior, the run's pool), the true task marked."""
+    _style()
+    posts = samples[(samples.kind == "posterior") & (samples.prefix == 0)]
+    reference = reference[(reference.kind == "posterior") & (reference.prefix == 0) & (reference.replica == 0)]
+    styles = {
+        "gaussian": (COLORS["ridge"], "--", "exact, Gaussian prior"),
+        "pool": (COLORS["dmmse"], ":", "exact, pool prior"),
+    }
+    targets = [t for t in ("true", "pool") if t in set(posts.tasks)]
+    dims = [d for d in range(n_dims) if f"w_{d}" in samples.columns]
+    steps = sorted(posts.step.unique())
+    rows = [(t, d) for t in targets for d in dims]
+    fig, axes = plt.subplots(len(rows), len(steps), figsize=(2.8 * len(steps), 2.0 * len(rows)), squeeze=False)
+    for row, (tasks, d) in enumerate(rows):
+        col_name = f"w_{d}"
+        refs = reference[reference.tasks == tasks]
+        ref_values = [(g[col_name].to_numpy(), *styles[p]) for p, g in refs.groupby("prior", sort=False)]
+        pooled = np.concatenate([posts.loc[posts.tasks == tasks, col_name].to_numpy(), *(v for v, *_ in ref_values)])
+        lo, hi = np.quantile(pooled, [0.005, 0.995])
+        pad = 0.1 * (hi - lo)
+        for col, step in enumerate(steps):
+            ax = axes[row, col]
+            values = posts.loc[(posts.tasks == tasks) & (posts.step == step), col_name].to_numpy()
+            _marginal_panel(ax, values, ref_values, (lo - pad, hi + pad))
+            ax.axvline(true_w[tasks][d], color="#c0392b", lw=1.2, label="true task")
+            ax.set_ylabel(f"{'$T_{true}$' if tasks == 'true' else '$T_M$'} prefix, $w_{{{d}}}$" if col == 0 else "")
+            if row == 0:
+                ax.set_title(f"step {step}")
+            if row == len(rows) - 1:
+                ax.set_xlabel("$\\hat w$")
+    axes[0, -1].legend(fontsize=6, loc="upper right")
+    label = "∞" if pool_size == "inf" else pool_size
+    fig.suptitle(f"Posterior marginals of the PFN trained on M = {label} tasks (seed {seed}): which Bayesian?")
     fig.tight_layout()
     return fig
 
@@ -283,5 +326,95 @@ def posterior_figure(stats: pd.DataFrame) -> plt.Figure:
         ax.set_title(f"to the {names[reference]}", fontsize=9)
         ax.legend(fontsize=7)
     fig.suptitle("Resampled posteriors on new tasks: which exact Bayesian do they resemble?")
+    fig.tight_layout()
+    return fig
+
+
+def in_context_figure(table: pd.DataFrame, context_length: int) -> plt.Figure:
+    """Columns: pool sizes; rows: MSE/D and NLL on T_M and on T_true, against the number of
+    in-context examples, past the trained context length (dotted line). Lines are means over
+    seeds: PFN, dMMSE (finite M) and ridge."""
+    _style()
+    sizes = sorted(table.pool_size.unique(), key=float)
+    rows = [("mse", "pool"), ("mse", "true"), ("nll", "pool"), ("nll", "true")]
+    fig, axes = plt.subplots(
+        len(rows), len(sizes), figsize=(2.5 * len(sizes), 2.1 * len(rows)), squeeze=False, sharex=True, sharey="row"
+    )
+    for col, pool_size in enumerate(sizes):
+        data = table[table.pool_size == pool_size]
+        for row, (metric, tasks) in enumerate(rows):
+            ax = axes[row, col]
+            curve = (
+                data[data.tasks == tasks]
+                .groupby("position")[[f"{metric}_{name}" for name in ("model", "dmmse", "ridge")]]
+                .mean()
+            )
+            for name in ("model", "dmmse", "ridge"):
+                values = curve[f"{metric}_{name}"]
+                if values.notna().any():
+                    ax.plot(curve.index, values, color=COLORS[name], lw=1.2 if name == "model" else 1,
+                            ls="-" if name == "model" else "--", label=LABELS[name])  # fmt: skip
+            ax.axvline(context_length, color="0.4", ls=":", lw=1, label="trained length K")
+            if metric == "mse":
+                ax.set_yscale("log")
+            if row == 0:
+                ax.set_title(f"M = {'∞' if pool_size == 'inf' else pool_size}")
+            if col == 0:
+                what = "MSE/D" if metric == "mse" else "NLL (nats)"
+                ax.set_ylabel(f"{what}\non {TASKS_TITLE[tasks]}", fontsize=8)
+        axes[-1, col].set_xlabel("in-context examples")
+    axes[1, -1].legend(fontsize=7)
+    fig.suptitle("In-context curves: error vs number of examples, continued past the trained context length K (dotted)")
+    fig.tight_layout()
+    return fig
+
+
+def predictive_density_figure(density: pd.DataFrame, kl: pd.DataFrame, pool_size: str, seed: int) -> plt.Figure:
+    """Rows: prompts (evaluation set, sequence, observed pairs); columns: checkpoints. The
+    PFN's bar-distribution density of y at the prompt's query beside the exact predictives
+    under the Gaussian prior and (finite M) the pool prior, with KL(exact || PFN) in each panel."""
+    _style()
+    keys = ["tasks", "sequence", "prompt_length"]
+    prompt_list = list(
+        density[keys].drop_duplicates().sort_values(keys, ascending=[False, True, True]).itertuples(index=False)
+    )
+    steps = sorted(density.step.unique())
+    fig, axes = plt.subplots(
+        len(prompt_list), len(steps), figsize=(2.8 * len(steps), 1.9 * len(prompt_list)), squeeze=False
+    )
+    lines = [("model", COLORS["model"], "-", "PFN"), ("gaussian", COLORS["ridge"], "--", "exact, Gaussian prior"),
+             ("pool", COLORS["dmmse"], ":", "exact, pool prior")]  # fmt: skip
+    for row, (tasks, sequence, length) in enumerate(prompt_list):
+        at_prompt = density[
+            (density.tasks == tasks) & (density.sequence == sequence) & (density.prompt_length == length)
+        ]
+        for col, step in enumerate(steps):
+            ax = axes[row, col]
+            curve = at_prompt[at_prompt.step == step]
+            shown = curve[["density_model", "density_gaussian", "density_pool"]].max(axis=1)
+            visible = curve.y[shown > 1e-3 * shown.max()]
+            for name, color, ls, label in lines:
+                if curve[f"density_{name}"].notna().any():
+                    ax.plot(curve.y, curve[f"density_{name}"], color=color, ls=ls, lw=1.1, label=label)
+            ax.set_xlim(visible.min(), visible.max())
+            row_kl = kl[
+                (kl.tasks == tasks) & (kl.sequence == sequence) & (kl.prompt_length == length) & (kl.step == step)
+            ]
+            text = "\n".join(
+                f"KL({'Gauss' if prior == 'gaussian' else 'pool'}) {row_kl[f'kl_{prior}'].iloc[0]:.3f}"
+                for prior in ("gaussian", "pool")
+                if row_kl[f"kl_{prior}"].notna().all()
+            )
+            ax.text(0.02, 0.97, text, transform=ax.transAxes, va="top", fontsize=6)
+            if row == 0:
+                ax.set_title(f"step {step}")
+            if col == 0:
+                where = "$T_{true}$" if tasks == "true" else "$T_M$"
+                ax.set_ylabel(f"{where} #{sequence}, {length} pairs", fontsize=7)
+            if row == len(prompt_list) - 1:
+                ax.set_xlabel("y")
+    axes[0, -1].legend(fontsize=6, loc="upper right")
+    label = "∞" if pool_size == "inf" else pool_size
+    fig.suptitle(f"Predictive density of y at fixed prompts, PFN trained on M = {label} tasks (seed {seed})")
     fig.tight_layout()
     return fig

@@ -76,11 +76,11 @@ def pool_file(wildcards):
     return f"{RESULTS}/tasks/pool_M{wildcards.M}.parquet"
 
 
-def pool_eval_file(wildcards):
-    """The evaluation set of the run's own tasks (T_M; T_true for M = inf)."""
-    if wildcards.M == "inf":
-        return f"{RESULTS}/tasks/eval_true.parquet"
-    return f"{RESULTS}/tasks/eval_M{wildcards.M}.parquet"
+def pool_eval_file(wildcards, kind="eval"):
+    """The evaluation set of the run's own tasks (T_M; T_true for M = inf); kind 'eval_long'
+    names the longer sequences of the in-context curves."""
+    tasks = "true" if wildcards.M == "inf" else f"M{wildcards.M}"
+    return f"{RESULTS}/tasks/{kind}_{tasks}.parquet"
 
 
 def runs():
@@ -93,6 +93,14 @@ def eval_files(kind=""):
         f"{RESULTS}/eval/M{M}_seed{seed}/step_{step:07d}{kind}.parquet"
         for M, seed in runs()
         for step in CHECKPOINT_STEPS
+    ]
+
+
+def in_context_files():
+    """Per-position tables of every run's final checkpoint on the longer evaluation sets."""
+    return [
+        f"{RESULTS}/eval/M{M}_seed{seed}/step_{CHECKPOINT_STEPS[-1]:07d}_in_context.parquet"
+        for M, seed in runs()
     ]
 
 
@@ -133,9 +141,14 @@ TABLES = [
     "thresholds",
     "train_log",
     "resample_stats",
+    "posterior_marginals",
+    "in_context",
+    "predictive",
 ]
-FIGURES = ["mask", "task_diversity", "losses", "posterior"] + [
-    f"implied_prior_M{M}" for M in POOL_SIZES
+FIGURES = ["mask", "task_diversity", "losses", "posterior", "in_context"] + [
+    f"{name}_M{M}"
+    for name in ("implied_prior", "posterior_marginals", "predictive_density")
+    for M in POOL_SIZES
 ]
 
 

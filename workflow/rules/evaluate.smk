@@ -43,6 +43,24 @@ use rule evaluate as evaluate_short with:
         run=short_run_identity,
 
 
+use rule evaluate as evaluate_long with:
+    input:
+        checkpoint=f"{run_dir()}/step_{{step}}.pt",
+        pool=pool_file,
+        eval_pool=lambda wc: pool_eval_file(wc, "eval_long"),
+        eval_true=f"{RESULTS}/tasks/eval_long_true.parquet",
+    output:
+        positions=f"{RESULTS}/eval/M{{M}}_seed{{seed}}/step_{{step}}_in_context.parquet",
+    log:
+        f"{RESULTS}/logs/eval_long/M{{M}}_seed{{seed}}_step{{step}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval_long/M{{M}}_seed{{seed}}_step{{step}}.tsv"
+    params:
+        noise_var=config["noise_var"],
+        run=run_identity,
+        in_context=True,
+
+
 rule aggregate_eval:
     """Every evaluation table stacked, position means, closeness and budget effect per pool size, M*."""
     input:
@@ -78,3 +96,18 @@ rule aggregate_train_log:
         "../../envs/lrpfn.yaml"
     script:
         "../scripts/aggregate_train_log.py"
+
+
+rule aggregate_in_context:
+    """The in-context curves of every run's final checkpoint, past the trained length, in one table."""
+    input:
+        in_context_files(),
+    output:
+        f"{RESULTS}/tables/in_context.parquet",
+    log:
+        f"{RESULTS}/logs/aggregate_in_context.log",
+    localrule: True
+    conda:
+        "../../envs/lrpfn.yaml"
+    script:
+        "../scripts/aggregate_in_context.py"

@@ -83,7 +83,7 @@ rule plot_implied_prior:
 
 rule plot_posterior:
     input:
-        stats=rules.aggregate_resample.output[0],
+        stats=rules.aggregate_resample.output.stats,
     output:
         png=report(
             f"{RESULTS}/figures/posterior.png",
@@ -99,3 +99,72 @@ rule plot_posterior:
         "../../envs/lrpfn.yaml"
     script:
         "../scripts/plot_posterior.py"
+
+
+rule plot_in_context:
+    input:
+        rules.aggregate_in_context.output[0],
+    output:
+        png=report(
+            f"{RESULTS}/figures/in_context.png",
+            caption="../report/in_context.rst",
+            category="Task diversity",
+        ),
+        pdf=f"{RESULTS}/figures/in_context.pdf",
+    log:
+        f"{RESULTS}/logs/plots/in_context.log",
+    localrule: True
+    conda:
+        "../../envs/lrpfn.yaml"
+    params:
+        context_length=config["context_length"],
+    script:
+        "../scripts/plot_in_context.py"
+
+
+rule plot_posterior_marginals:
+    input:
+        samples=lambda wc: resample_files(wc.M, SEEDS[0]),
+        reference=f"{RESULTS}/resample/M{{M}}_reference.parquet",
+        eval_pool=pool_eval_file,
+        eval_true=f"{RESULTS}/tasks/eval_true.parquet",
+    output:
+        png=report(
+            f"{RESULTS}/figures/posterior_marginals_M{{M}}.png",
+            caption="../report/posterior_marginals.rst",
+            category="Predictive resampling",
+            subcategory="Posterior marginals",
+        ),
+        pdf=f"{RESULTS}/figures/posterior_marginals_M{{M}}.pdf",
+    log:
+        f"{RESULTS}/logs/plots/posterior_marginals_M{{M}}.log",
+    localrule: True
+    conda:
+        "../../envs/lrpfn.yaml"
+    params:
+        n_dims=config["resample"]["plot_dims"],
+        seed=SEEDS[0],
+    script:
+        "../scripts/plot_posterior_marginals.py"
+
+
+rule plot_predictive_density:
+    input:
+        kl=f"{RESULTS}/predictive/M{{M}}_seed{SEEDS[0]}.parquet",
+        density=f"{RESULTS}/predictive/M{{M}}_seed{SEEDS[0]}_density.parquet",
+    output:
+        png=report(
+            f"{RESULTS}/figures/predictive_density_M{{M}}.png",
+            caption="../report/predictive_density.rst",
+            category="Predictive density",
+        ),
+        pdf=f"{RESULTS}/figures/predictive_density_M{{M}}.pdf",
+    log:
+        f"{RESULTS}/logs/plots/predictive_density_M{{M}}.log",
+    localrule: True
+    conda:
+        "../../envs/lrpfn.yaml"
+    params:
+        seed=SEEDS[0],
+    script:
+        "../scripts/plot_predictive_density.py"

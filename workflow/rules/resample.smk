@@ -79,11 +79,12 @@ rule resample_stats:
 
 
 rule aggregate_resample:
-    """The resampling statistics of every run in one table."""
+    """The resampling statistics of every run in one table, and its posterior marginals."""
     input:
         resample_stats_files(),
     output:
-        f"{RESULTS}/tables/resample_stats.parquet",
+        stats=f"{RESULTS}/tables/resample_stats.parquet",
+        marginals=f"{RESULTS}/tables/posterior_marginals.parquet",
     log:
         f"{RESULTS}/logs/aggregate_resample.log",
     localrule: True

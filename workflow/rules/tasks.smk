@@ -39,3 +39,16 @@ rule eval_set:
         seed=config["eval"]["seed"],
     script:
         "../scripts/eval_set.py"
+
+
+use rule eval_set as eval_set_long with:
+    output:
+        f"{RESULTS}/tasks/eval_long_{{tasks}}.parquet",
+    log:
+        f"{RESULTS}/logs/tasks/eval_long_{{tasks}}.log",
+    params:
+        dim=config["dim"],
+        context_length=config["eval"]["extrapolate_to"],
+        noise_var=config["noise_var"],
+        n_sequences=config["eval"]["n_sequences"],
+        seed=config["eval"]["seed"],

@@ -1,9 +1,12 @@
-"""Stack the resampling statistics of every run."""
+"""Stack the resampling statistics of every run; the posterior marginals' table from them."""
 
 import pandas as pd
 
+from lrpfn.implied import posterior_marginals
 from lrpfn.io import read_parquet, write_parquet
 from lrpfn.logs import log_to
 
 with log_to(snakemake.log[0]):
-    write_parquet(pd.concat([read_parquet(p) for p in snakemake.input], ignore_index=True), snakemake.output[0])
+    stats = pd.concat([read_parquet(p) for p in snakemake.input], ignore_index=True)
+    write_parquet(stats, snakemake.output.stats)
+    write_parquet(posterior_marginals(stats), snakemake.output.marginals)

@@ -1,0 +1,195 @@
+"""The PFN's predictive density of y against the exact ones, for fixed prompts.
+
+A *prompt* is the first L pairs of an evaluation sequence and the query x at position L of
+the same sequence (so the query is drawn once, with the evaluation set's seed). At a prompt
+the PFN's predictive is its bar distribution (:class:`lrpfn.buckets.BarDistribution`); the
+exact predictives are Gaussian mixtures over y: one component under the Gaussian prior
+(ridge), one per pool task under the pool prior (dMMSE, weights = the posterior over the
+pool). :func:`kl_divergence` integrates ``KL(exact || PFN)`` numerically: Gauss-Legendre
+nodes on pieces split at every bucket border, where the bar density has its kinks, and no
+wider than half the narrowest component's standard deviation, so both integrands are
+smooth on each piece.
+
+Averaged over prompts drawn from the prior (with their own y), ``KL(exact || PFN)`` is
+the PFN's expected NLL gap to the exact predictive: the evaluation tables' ``nll_model -
+nll_ridge`` estimates the same number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .bayes import LOG_2PI
+from .buckets import BarDistribution
+from .model import PFN
+from .tasks import Batch
+
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """A Gaussian mixture over y: normalised log weights, means and variances, (C,) float64 each."""
+
+    log_weights: torch.Tensor
+    means: torch.Tensor
+    variances: torch.Tensor
+
+    def log_density(self, y: torch.Tensor) -> torch.Tensor:
+        y = torch.as_tensor(y, dtype=torch.float64).unsqueeze(-1)
+        log_components = -0.5 * (LOG_2PI + torch.log(self.variances) + (y - self.means) ** 2 / self.variances)
+        return torch.logsumexp(self.log_weights + log_components, dim=-1)
+
+    def span(self, sds: float = 12.0) -> tuple[float, float]:
+        """An interval holding all but a negligible part of the mass: every component with
+        weight above 1e-15, ``sds`` standard deviations either side."""
+        keep = self.log_weights > math.log(1e-15)
+        sd = self.variances[keep].sqrt()
+        return (self.means[keep] - sds * sd).min().item(), (self.means[keep] + sds * sd).max().item()
+
+    @property
+    def mean(self) -> float:
+        return (self.log_weights.exp() * self.means).sum().item()
+
+    @property
+    def variance(self) -> float:
+        w = self.log_weights.exp()
+        return (w * (self.variances + self.means**2)).sum().item() - self.mean**2
+
+
+def gaussian_predictive(x: torch.Tensor, y: torch.Tensor, query: torch.Tensor, noise_var: float) -> Mixture:
+    """Posterior predictive of y at ``query`` under w ~ N(0, I) given pairs x (L, D), y (L,)."""
+    x, y, query = x.double(), y.double(), query.double()
+    precision = x.T @ x + noise_var * torch.eye(query.shape[0], dtype=torch.float64)
+    mean = query @ torch.linalg.solve(precision, x.T @ y)
+    var = noise_var + noise_var * query @ torch.linalg.solve(precision, query)
+    return Mixture(torch.zeros(1, dtype=torch.float64), mean.reshape(1), var.reshape(1))
+
+
+def pool_predictive(
+    x: torch.Tensor, y: torch.Tensor, query: torch.Tensor, pool: torch.Tensor, noise_var: float
+) -> Mixture:
+    """Posterior predictive of y at ``query`` under w ~ Uniform(pool) given pairs x (L, D), y (L,)."""
+    x, y, query, pool = x.double(), y.double(), query.double(), pool.double()
+    log_w = -((y.unsqueeze(-1) - x @ pool.T) ** 2).sum(0) / (2 * noise_var)
+    return Mixture(
+        torch.log_softmax(log_w, dim=0),
+        pool @ query,
+        torch.full((pool.shape[0],), float(noise_var), dtype=torch.float64),
+    )
+
+
+def quadrature(bar: BarDistribution, exact: Mixture) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes and weights for integrals against ``exact`` over its span, split at the bucket
+    borders and into pieces no wider than half the narrowest component's sd."""
+    lo, hi = exact.span()
+    step = 0.5 * exact.variances.min().sqrt().item()
+    borders = bar.borders.double().numpy()
+    grid = np.linspace(lo, hi, max(2, math.ceil((hi - lo) / step) + 1))
+    edges = np.unique(np.concatenate([grid, borders[(borders > lo) & (borders < hi)]]))
+    left, width = edges[:-1, None], np.diff(edges)[:, None]
+    nodes = left + width * (_NODES + 1) / 2
+    weights = width * _WEIGHTS / 2
+    return torch.from_numpy(nodes.ravel()), torch.from_numpy(weights.ravel())
+
+
+def kl_divergence(exact: Mixture, bar: BarDistribution, logits: torch.Tensor) -> float:
+    """``KL(exact || bar(logits))`` in nats, by quadrature (see the module doc)."""
+    nodes, weights = quadrature(bar, exact)
+    log_p = exact.log_density(nodes)
+    log_q = bar.log_prob(logits.double(), nodes)
+    return (weights * log_p.exp() * (log_p - log_q)).sum().item()
+
+
+def discretised_logits(exact: Mixture, bar: BarDistribution) -> torch.Tensor:
+    """The bar distribution closest to ``exact`` in KL: each bucket gets ``exact``'s mass in it."""
+    b = bar.borders.double()
+    inner = b[1:-1]
+    cdf = exact.log_weights.exp() * torch.special.ndtr((inner.unsqueeze(-1) - exact.means) / exact.variances.sqrt())
+    cdf = torch.cat([torch.zeros(1, dtype=torch.float64), cdf.sum(-1), torch.ones(1, dtype=torch.float64)])
+    return torch.log(cdf.diff().clamp_min(1e-300))
+
+
+@dataclass(frozen=True)
+class Prompt:
+    tasks: str  # evaluation set: 'true' or 'pool'
+    sequence: int
+    length: int  # observed pairs L; the query is the sequence's x at position L
+    x: torch.Tensor  # (L, D)
+    y: torch.Tensor  # (L,)
+    query: torch.Tensor  # (D,)
+
+
+def prompts(eval_sets: dict[str, Batch], n_prompts: int, lengths: list[int]) -> list[Prompt]:
+    """The first ``n_prompts`` sequences of each evaluation set, cut at each length."""
+    out = []
+    for tasks, batch in eval_sets.items():
+        for sequence in range(min(n_prompts, batch.x.shape[0])):
+            for length in lengths:
+                x, y = batch.x[sequence], batch.y[sequence]
+                out.append(Prompt(tasks, sequence, length, x[:length], y[:length], x[length]))
+    return out
+
+
+def exact_predictives(prompt: Prompt, pool: torch.Tensor | None, noise_var: float) -> dict[str, Mixture]:
+    """The exact predictives at a prompt: 'gaussian' always, 'pool' for a finite pool."""
+    out = {"gaussian": gaussian_predictive(prompt.x, prompt.y, prompt.query, noise_var)}
+    if pool is not None:
+        out["pool"] = pool_predictive(prompt.x, prompt.y, prompt.query, pool, noise_var)
+    return out
+
+
+@torch.no_grad()
+def prompt_logits(model: PFN, prompt: Prompt) -> torch.Tensor:
+    """The PFN's bucket logits for y at the prompt's query, (n_buckets,)."""
+    x = torch.cat([prompt.x, prompt.query.unsqueeze(0)]).unsqueeze(0)
+    y = torch.cat([prompt.y, torch.zeros(1, dtype=prompt.y.dtype)]).unsqueeze(0)  # the query's y is never read
+    return model(x.float(), y.float())[0, -1]
+
+
+def density_grid(bar: BarDistribution, logits: list[torch.Tensor], exact: list[Mixture], n: int = 2001) -> torch.Tensor:
+    """A y grid for plotting: the exact predictives' spans and the PFN's central 1 - 2e-5."""
+    lo, hi = zip(*(m.span(sds=6.0) for m in exact), strict=True)
+    q = torch.tensor([1e-5, 1 - 1e-5], dtype=torch.float64)
+    model_range = torch.stack([bar.icdf(lg.double(), q) for lg in logits])
+    return torch.linspace(min(*lo, model_range.min().item()), max(*hi, model_range.max().item()), n)
+
+
+def compare(
+    model: PFN, bar: BarDistribution, all_prompts: list[Prompt], pool: torch.Tensor | None, noise_var: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per prompt: the KL divergence from each exact predictive to the PFN's, the moments of
+    each; and the densities of all of them on a grid (for the figure)."""
+    model.eval()
+    rows, curves = [], []
+    for prompt in all_prompts:
+        logits = prompt_logits(model, prompt).double()
+        exact = exact_predictives(prompt, pool, noise_var)
+        key = {"tasks": prompt.tasks, "sequence": prompt.sequence, "prompt_length": prompt.length}
+        row = key | {
+            "query_norm": prompt.query.double().norm().item(),
+            "model_mean": bar.mean(logits).item(),
+            "model_sd": bar.variance(logits).sqrt().item(),
+        }
+        for prior, mixture in exact.items():
+            row[f"kl_{prior}"] = kl_divergence(mixture, bar, logits)
+            row[f"mean_{prior}"], row[f"sd_{prior}"] = mixture.mean, math.sqrt(mixture.variance)
+        rows.append(row)
+        grid = density_grid(bar, [logits], list(exact.values()))
+        curve = pd.DataFrame({"y": grid.numpy(), "density_model": bar.log_prob(logits, grid).exp().numpy()})
+        for prior, mixture in exact.items():
+            curve[f"density_{prior}"] = mixture.log_density(grid).exp().numpy()
+        curves.append(curve.assign(**key))
+    table = pd.DataFrame(rows)
+    if pool is None:
+        table = table.assign(kl_pool=np.nan, mean_pool=np.nan, sd_pool=np.nan)
+    density = pd.concat(curves, ignore_index=True)
+    if pool is None:
+        density["density_pool"] = np.nan
+    keys = ["tasks", "sequence", "prompt_length"]
+    return table, density[[*keys, *(c for c in density.columns if c not in keys)]]

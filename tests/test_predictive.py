@@ -135,3 +135,19 @@ def test_compare_tables_integrate_to_one(bar):
     first = table[table.prompt_length == 0].iloc[0]
     assert first.sd_gaussian == pytest.approx(math.sqrt(first.query_norm**2 + NOISE_VAR), rel=1e-9)
     assert stats.norm(0, first.sd_gaussian).pdf(0) > 0
+
+
+def test_mixture_density_is_the_same_in_chunks(monkeypatch):
+    from lrpfn import predictive
+
+    pool = master_pool(64, DIM, seed=9)
+    prompt = prompts({"pool": eval_set(1, 4, DIM, NOISE_VAR, pool, seed=10)}, 1, [2])[0]
+    mixture = exact_predictives(prompt, pool, NOISE_VAR)["pool"]
+    y = torch.linspace(-6, 6, 1001)
+    whole = mixture.log_density(y)
+    monkeypatch.setattr(predictive, "_CHUNK_ELEMENTS", 64 * 7)  # 7 values of y per chunk
+    torch.testing.assert_close(mixture.log_density(y), whole, rtol=0, atol=0)
+    # and a density: it integrates to one over its span
+    lo, hi = mixture.span()
+    grid = torch.linspace(lo, hi, 20001, dtype=torch.float64)
+    assert torch.trapezoid(mixture.log_density(grid).exp(), grid).item() == pytest.approx(1, abs=1e-9)

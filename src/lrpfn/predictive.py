@@ -30,6 +30,7 @@ from .model import PFN
 from .tasks import Batch
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
+_CHUNK_ELEMENTS = 1 << 22  # float64 scratch per chunk of a mixture density (32 MiB)
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,14 @@ class Mixture:
     variances: torch.Tensor
 
     def log_density(self, y: torch.Tensor) -> torch.Tensor:
-        y = torch.as_tensor(y, dtype=torch.float64).unsqueeze(-1)
+        """log p(y), elementwise; in chunks of y, so that a pool of any size fits in memory."""
+        y = torch.as_tensor(y, dtype=torch.float64)
+        flat = y.reshape(-1, 1)
+        chunk = max(1, _CHUNK_ELEMENTS // self.means.numel())
+        out = torch.cat([self._log_density(flat[i : i + chunk]) for i in range(0, max(1, len(flat)), chunk)])
+        return out.reshape(y.shape)
+
+    def _log_density(self, y: torch.Tensor) -> torch.Tensor:
         log_components = -0.5 * (LOG_2PI + torch.log(self.variances) + (y - self.means) ** 2 / self.variances)
         return torch.logsumexp(self.log_weights + log_components, dim=-1)
 

@@ -46,6 +46,7 @@ use rule eval_set as eval_set_long with:
         f"{RESULTS}/tasks/eval_long_{{tasks}}.parquet",
     log:
         f"{RESULTS}/logs/tasks/eval_long_{{tasks}}.log",
+    localrule: True
     params:
         dim=config["dim"],
         context_length=config["eval"]["extrapolate_to"],

@@ -25,6 +25,23 @@ def _style():
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
 
 
+def _pool_label(pool_size: str) -> str:
+    return "∞" if pool_size == "inf" else pool_size
+
+
+def _finish_checkpoint_grid(fig: plt.Figure, axes, steps, xlabel: str, title: str) -> plt.Figure:
+    """A grid with one column per checkpoint: step titles on top, x labels below, the legend
+    in the top-right panel, the figure's title."""
+    for ax, step in zip(axes[0], steps, strict=True):
+        ax.set_title(f"step {step}")
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel)
+    axes[0, -1].legend(fontsize=6, loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig: plt.Figure, *paths) -> None:
     """Write the figure to each path (format from the suffix) and close it."""
     for path in paths:
@@ -157,7 +174,7 @@ def losses_figure(logs: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
         ax.axhline(floor.iloc[-1], color=COLORS["ridge" if pool_size == "inf" else "dmmse"], ls="--", lw=1,
                    label="Bayes NLL floor")  # fmt: skip
         ax.set_xscale("log")
-        ax.set_title(f"M = {'∞' if pool_size == 'inf' else pool_size}")
+        ax.set_title(f"M = {_pool_label(pool_size)}")
         ax.set_xlabel("training step")
     for ax in axes.flat[len(sizes) :]:
         ax.set_visible(False)
@@ -215,15 +232,9 @@ def implied_prior_figure(
                         label="pool tasks",
                     )
             ax.set_ylabel(f"$w_{{{d}}}$" if col == 0 else "")
-            if row == 0:
-                ax.set_title(f"step {step}")
-            if row == len(dims) - 1:
-                ax.set_xlabel("$\\hat w$")
-    axes[0, -1].legend(fontsize=6, loc="upper right")
-    label = "∞" if pool_size == "inf" else pool_size
-    fig.suptitle(f"Implied prior of the PFN trained on M = {label} tasks (seed {seed}), by predictive resampling")
-    fig.tight_layout()
-    return fig
+    label = _pool_label(pool_size)
+    title = f"Implied prior of the PFN trained on M = {label} tasks (seed {seed}), by predictive resampling"
+    return _finish_checkpoint_grid(fig, axes, steps, "$\\hat w$", title)
 
 
 def _marginal_panel(ax, values: np.ndarray, references: list[tuple], span: tuple[float, float]):
@@ -269,15 +280,10 @@ def posterior_marginals_figure(
             _marginal_panel(ax, values, ref_values, (lo - pad, hi + pad))
             ax.axvline(true_w[tasks][d], color="#c0392b", lw=1.2, label="true task")
             ax.set_ylabel(f"{'$T_{true}$' if tasks == 'true' else '$T_M$'} prefix, $w_{{{d}}}$" if col == 0 else "")
-            if row == 0:
-                ax.set_title(f"step {step}")
-            if row == len(rows) - 1:
-                ax.set_xlabel("$\\hat w$")
-    axes[0, -1].legend(fontsize=6, loc="upper right")
-    label = "∞" if pool_size == "inf" else pool_size
-    fig.suptitle(f"Posterior marginals of the PFN trained on M = {label} tasks (seed {seed}): which Bayesian?")
-    fig.tight_layout()
-    return fig
+    title = (
+        f"Posterior marginals of the PFN trained on M = {_pool_label(pool_size)} tasks (seed {seed}): which Bayesian?"
+    )
+    return _finish_checkpoint_grid(fig, axes, steps, "$\\hat w$", title)
 
 
 def posterior_figure(stats: pd.DataFrame) -> plt.Figure:
@@ -315,7 +321,7 @@ def posterior_figure(stats: pd.DataFrame) -> plt.Figure:
         sub = mean[mean.reference == reference]
         for pool_size in sizes:
             curve = sub[sub.pool_size == pool_size].set_index("step")
-            label = f"M = {'∞' if pool_size == 'inf' else pool_size}"
+            label = f"M = {_pool_label(pool_size)}"
             if len(curve):
                 ax.plot(curve.index, curve.energy, "o-", ms=3, color=palette[pool_size], label=label)
                 ax.fill_between(curve.index, 0, curve.floor_energy, color=palette[pool_size], alpha=0.12, lw=0)
@@ -358,7 +364,7 @@ def in_context_figure(table: pd.DataFrame, context_length: int) -> plt.Figure:
             if metric == "mse":
                 ax.set_yscale("log")
             if row == 0:
-                ax.set_title(f"M = {'∞' if pool_size == 'inf' else pool_size}")
+                ax.set_title(f"M = {_pool_label(pool_size)}")
             if col == 0:
                 what = "MSE/D" if metric == "mse" else "NLL (nats)"
                 ax.set_ylabel(f"{what}\non {TASKS_TITLE[tasks]}", fontsize=8)
@@ -406,15 +412,8 @@ def predictive_density_figure(density: pd.DataFrame, kl: pd.DataFrame, pool_size
                 if row_kl[f"kl_{prior}"].notna().all()
             )
             ax.text(0.02, 0.97, text, transform=ax.transAxes, va="top", fontsize=6)
-            if row == 0:
-                ax.set_title(f"step {step}")
             if col == 0:
                 where = "$T_{true}$" if tasks == "true" else "$T_M$"
                 ax.set_ylabel(f"{where} #{sequence}, {length} pairs", fontsize=7)
-            if row == len(prompt_list) - 1:
-                ax.set_xlabel("y")
-    axes[0, -1].legend(fontsize=6, loc="upper right")
-    label = "∞" if pool_size == "inf" else pool_size
-    fig.suptitle(f"Predictive density of y at fixed prompts, PFN trained on M = {label} tasks (seed {seed})")
-    fig.tight_layout()
-    return fig
+    title = f"Predictive density of y at fixed prompts, PFN trained on M = {_pool_label(pool_size)} tasks (seed {seed})"
+    return _finish_checkpoint_grid(fig, axes, steps, "y", title)

@@ -23,8 +23,7 @@ import yaml
 from snakemake.utils import validate
 
 from lrpfn.config import SCHEMA, check_experiment, complete, run_config
-from lrpfn.tasks import sample_batch
-from lrpfn.train import Stepper, build, learning_rate, make_optimizer
+from lrpfn.train import Stepper, build, learning_rate, make_optimizer, training_batch
 
 
 def experiment(path: str, settings: list[str]) -> dict:
@@ -53,9 +52,7 @@ def screen(config: dict, pool_size: str, seed: int, stop: int, window: int) -> l
     generator = torch.Generator().manual_seed(run.seed)
     losses = []
     for step in range(1, stop + 1):
-        active = run.train.active_dims(step, run.dim)
-        batch = sample_batch(run.train.batch_size, run.context_length, run.dim, run.noise_var, None, generator, active)
-        losses.append(stepper(batch, learning_rate(step, run.train)).item())
+        losses.append(stepper(training_batch(run, step, None, generator), learning_rate(step, run.train)).item())
     return [statistics.fmean(losses[i : i + window]) for i in range(0, stop, window)]
 
 

@@ -95,6 +95,13 @@ class Stepper:
         return loss.detach()
 
 
+def training_batch(run: RunConfig, step: int, pool: torch.Tensor | None, generator: torch.Generator):
+    """The batch of optimiser step ``step`` (1-based), drawn on the CPU: the run's data with
+    the curriculum's input dimensions at that step."""
+    active = run.train.active_dims(step, run.dim)
+    return sample_batch(run.train.batch_size, run.context_length, run.dim, run.noise_var, pool, generator, active)
+
+
 def build(run: RunConfig) -> tuple[PFN, BarDistribution]:
     """The run's initial model (seeded from ``run.seed``) and its bar distribution."""
     with torch.random.fork_rng(devices=[]):
@@ -198,9 +205,7 @@ def train(
     )
     for step in bar_iter:
         lr = learning_rate(step, cfg)
-        active = cfg.active_dims(step, run.dim)
-        batch = sample_batch(cfg.batch_size, run.context_length, run.dim, run.noise_var, pool, generator, active)
-        batch = batch.to(device)
+        batch = training_batch(run, step, pool, generator).to(device)
         pending.append(stepper(batch, lr))
         history["step"].append(step)
         history["lr"].append(lr)

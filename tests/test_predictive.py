@@ -120,7 +120,7 @@ def test_compare_tables_integrate_to_one(bar):
     model = PFN(ModelConfig(dim=DIM, n_buckets=32, d_model=16, n_layers=1, n_heads=2, d_mlp=16)).eval()
     pool = master_pool(4, DIM, seed=7)
     batch = eval_set(1, 6, DIM, NOISE_VAR, pool, seed=8)
-    table, density = compare(model, bar, prompts({"pool": batch}, 1, [0, 2, 5]), pool, NOISE_VAR)
+    table, density = compare({0: model}, bar, prompts({"pool": batch}, 1, [0, 2, 5]), pool, NOISE_VAR)
     assert len(table) == 3 and (table[["kl_gaussian", "kl_pool"]] > 0).all().all()
     for _, curve in density.groupby("prompt_length"):
         y = curve.y.to_numpy()

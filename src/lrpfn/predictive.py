@@ -109,7 +109,11 @@ def quadrature(bar: BarDistribution, exact: Mixture) -> tuple[torch.Tensor, torc
 def kl_divergence(exact: Mixture, bar: BarDistribution, logits: torch.Tensor) -> float:
     """``KL(exact || bar(logits))`` in nats, by quadrature (see the module doc)."""
     nodes, weights = quadrature(bar, exact)
-    log_p = exact.log_density(nodes)
+    return _kl(nodes, weights, exact.log_density(nodes), bar, logits)
+
+
+def _kl(nodes: torch.Tensor, weights: torch.Tensor, log_p: torch.Tensor, bar: BarDistribution, logits) -> float:
+    """The quadrature of ``KL(exact || bar(logits))`` given the exact log density at its nodes."""
     log_q = bar.log_prob(logits.double(), nodes)
     return (weights * log_p.exp() * (log_p - log_q)).sum().item()
 
@@ -169,35 +173,48 @@ def density_grid(bar: BarDistribution, logits: list[torch.Tensor], exact: list[M
 
 
 def compare(
-    model: PFN, bar: BarDistribution, all_prompts: list[Prompt], pool: torch.Tensor | None, noise_var: float
+    models: dict[int, PFN], bar: BarDistribution, all_prompts: list[Prompt], pool: torch.Tensor | None, noise_var: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per prompt: the KL divergence from each exact predictive to the PFN's, the moments of
-    each; and the densities of all of them on a grid (for the figure)."""
-    model.eval()
+    """Per prompt and checkpoint (``models``: step -> PFN of one run, sharing ``bar``): the KL
+    divergence from each exact predictive to the PFN's and the moments of each; and the
+    densities of all of them on one grid per prompt (for the figure). The exact side — the
+    mixtures, their quadrature nodes and densities — is computed once per prompt."""
     rows, curves = [], []
     for prompt in all_prompts:
-        logits = prompt_logits(model, prompt).double()
-        exact = exact_predictives(prompt, pool, noise_var)
         key = {"tasks": prompt.tasks, "sequence": prompt.sequence, "prompt_length": prompt.length}
-        row = key | {
-            "query_norm": prompt.query.double().norm().item(),
-            "model_mean": bar.mean(logits).item(),
-            "model_sd": bar.variance(logits).sqrt().item(),
-        }
+        exact = exact_predictives(prompt, pool, noise_var)
+        on_nodes = {}
         for prior, mixture in exact.items():
-            row[f"kl_{prior}"] = kl_divergence(mixture, bar, logits)
-            row[f"mean_{prior}"], row[f"sd_{prior}"] = mixture.mean, math.sqrt(mixture.variance)
-        rows.append(row)
-        grid = density_grid(bar, [logits], list(exact.values()))
-        curve = pd.DataFrame({"y": grid.numpy(), "density_model": bar.log_prob(logits, grid).exp().numpy()})
-        for prior, mixture in exact.items():
-            curve[f"density_{prior}"] = mixture.log_density(grid).exp().numpy()
-        curves.append(curve.assign(**key))
+            nodes, weights = quadrature(bar, mixture)
+            on_nodes[prior] = (nodes, weights, mixture.log_density(nodes))
+        logits = {step: prompt_logits(model.eval(), prompt).double() for step, model in models.items()}
+        grid = density_grid(bar, list(logits.values()), list(exact.values()))
+        exact_density = {f"density_{prior}": m.log_density(grid).exp().numpy() for prior, m in exact.items()}
+        for step, step_logits in logits.items():
+            row = (
+                {"step": step}
+                | key
+                | {
+                    "query_norm": prompt.query.double().norm().item(),
+                    "model_mean": bar.mean(step_logits).item(),
+                    "model_sd": bar.variance(step_logits).sqrt().item(),
+                }
+            )
+            for prior, mixture in exact.items():
+                row[f"kl_{prior}"] = _kl(*on_nodes[prior], bar, step_logits)
+                row[f"mean_{prior}"], row[f"sd_{prior}"] = mixture.mean, math.sqrt(mixture.variance)
+            rows.append(row)
+            model_density = bar.log_prob(step_logits, grid).exp().numpy()
+            curves.append(
+                pd.DataFrame({"y": grid.numpy(), "density_model": model_density} | exact_density).assign(
+                    step=step, **key
+                )
+            )
     table = pd.DataFrame(rows)
     if pool is None:
         table = table.assign(kl_pool=np.nan, mean_pool=np.nan, sd_pool=np.nan)
     density = pd.concat(curves, ignore_index=True)
     if pool is None:
         density["density_pool"] = np.nan
-    keys = ["tasks", "sequence", "prompt_length"]
+    keys = ["step", "tasks", "sequence", "prompt_length"]
     return table, density[[*keys, *(c for c in density.columns if c not in keys)]]

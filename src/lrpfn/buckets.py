@@ -17,6 +17,8 @@ import math
 import numpy as np
 import torch
 
+from .priors import GaussianMixture
+
 # Phi^-1(3/4): a half-normal of scale s puts half its mass within 0.6745 s of its anchor.
 _HALF_NORMAL_MEDIAN = 0.6744897501960817
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
@@ -24,19 +26,31 @@ _LOG_2 = math.log(2)
 _LOG_2_OVER_SQRT_2PI = math.log(2 / math.sqrt(2 * math.pi))
 
 
-def prior_borders(n_buckets: int, dim: int, noise_var: float, seed: int = 0, n_samples: int = 1 << 21) -> torch.Tensor:
+def prior_borders(
+    n_buckets: int,
+    dim: int,
+    noise_var: float,
+    seed: int = 0,
+    n_samples: int = 1 << 21,
+    prior: GaussianMixture | None = None,
+) -> torch.Tensor:
     """Bucket borders at quantiles of the ``T_true`` prior predictive of y, (n_buckets + 1,) float64.
 
-    ``y = w·x + eps`` with w, x ~ N(0, I_D): symmetric, variance D + noise_var, heavy
-    tailed. Interior borders ``b_i = Q(i/n)``; outer borders ``Q(1/(2n))`` and
-    ``Q(1 - 1/(2n))``. The sample is symmetrised (y and -y), so borders are symmetric.
+    ``y = w·x + eps`` with w, x ~ N(0, I_D) (or w from ``prior``): symmetric, variance D +
+    noise_var under N(0, I_D), heavy tailed. Interior borders ``b_i = Q(i/n)``; outer borders
+    ``Q(1/(2n))`` and ``Q(1 - 1/(2n))``. y is symmetric about 0 under any prior over w (x and -x are
+    equally likely); the sample is symmetrised (y and -y), so borders are exactly symmetric.
     """
     if n_buckets < 2:
         raise ValueError(f"n_buckets must be >= 2, got {n_buckets}")
     rng = np.random.default_rng(seed)
     half = n_samples // 2
     x = rng.standard_normal((half, dim))
-    w = rng.standard_normal((half, dim))
+    if prior is None:
+        w = rng.standard_normal((half, dim))
+    else:
+        normals = torch.from_numpy(rng.standard_normal((half, dim + 1)))
+        w = prior.draw(torch.special.ndtr(normals[:, 0]), normals[:, 1:]).numpy()
     y = np.einsum("nd,nd->n", x, w) + math.sqrt(noise_var) * rng.standard_normal(half)
     y = np.concatenate([y, -y])
     levels = np.arange(n_buckets + 1) / n_buckets

@@ -132,10 +132,13 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
     border_seed: int = 0
+    prior: dict | None = None  # the true task prior (:func:`task_prior`); None: N(0, I_D)
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["pool_size"] = str(self.pool_size)  # 'inf' survives JSON and weights-only loading
+        if self.prior is None:
+            del out["prior"]  # the default prior leaves the identity of earlier runs as it was
         return out
 
     @classmethod
@@ -204,6 +207,41 @@ def pool_sizes(config: dict) -> list[str]:
     return [format_pool_size(m) for m in sorted(parse_pool_size(m) for m in config["pool_sizes"])]
 
 
+# --- the task prior --------------------------------------------------------------------
+
+PRIOR_KEYS = {
+    "gaussian": (),
+    "spike_slab": ("p_zero", "slab_var"),
+    "mixture": ("n_components", "separation", "cluster_var", "seed"),
+}
+MAX_SPIKE_SLAB_DIM = 10  # spike-and-slab is a mixture of 2^dim components
+
+
+def task_prior(config: dict) -> dict | None:
+    """The true task prior of an experiment as ``{kind, parameters}``; None for N(0, I_D)
+    (no ``prior`` section, or kind gaussian), whose runs keep their original identity."""
+    prior = config.get("prior")
+    if prior is None or prior["kind"] == "gaussian":
+        return None
+    return {"kind": prior["kind"], **{key: prior[key] for key in PRIOR_KEYS[prior["kind"]]}}
+
+
+def _check_prior(config: dict) -> None:
+    prior = config.get("prior")
+    if prior is None:
+        return
+    kind = prior["kind"]
+    wanted = set(PRIOR_KEYS[kind])
+    if extra := sorted(set(prior) - wanted - {"kind"}):
+        raise ConfigError(f"prior.{extra[0]}: not a parameter of prior kind {kind!r} (it takes {sorted(wanted)})")
+    if missing := sorted(wanted - set(prior)):
+        raise ConfigError(f"prior.{missing[0]}: prior kind {kind!r} needs {sorted(wanted)}")
+    if kind == "spike_slab" and config["dim"] > MAX_SPIKE_SLAB_DIM:
+        raise ConfigError(
+            f"prior.kind: spike_slab is a mixture of 2^dim components; dim={config['dim']} exceeds {MAX_SPIKE_SLAB_DIM}"
+        )
+
+
 # --- experiment -> run configs ---------------------------------------------------------
 
 
@@ -225,6 +263,7 @@ def run_config(config: dict, pool_size: str, seed: int) -> RunConfig:
         seed=int(seed),
         model=ModelConfig(dim=config["dim"], **config["model"]),
         train=train_config(config, pool_size),
+        prior=task_prior(config),
     )
 
 
@@ -289,6 +328,7 @@ def complete(config: dict) -> dict:
 
 def check_experiment(config: dict) -> None:
     """Checks beyond the schema, on a :func:`complete` config; raises :class:`ConfigError` naming the keys."""
+    _check_prior(config)
     model = config["model"]
     if model["d_model"] % model["n_heads"]:
         raise ConfigError(f"model.n_heads: {model['n_heads']} does not divide model.d_model={model['d_model']}")

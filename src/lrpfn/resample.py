@@ -19,7 +19,8 @@ interface:
 * :func:`resample_reencode` — the PFN re-encoding the whole context every step (slow,
   obvious; kept for tests and the benchmark); it consumes ``generator`` as the cached one;
 * :func:`resample_exact` — the exact posterior predictive of the Gaussian prior (rank-one
-  updates) or of a pool prior (mixture weights): what a perfect model would produce.
+  updates), of a pool prior (mixture weights) or of any Gaussian-mixture prior (both):
+  what a perfect model would produce.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .bayes import gaussian_nll
 from .buckets import BarDistribution
 from .model import PFN
+from .priors import GaussianMixture
 
 
 @dataclass
@@ -126,7 +129,7 @@ def resample_reencode(
 
 @torch.no_grad()
 def resample_exact(
-    pool: torch.Tensor | None,
+    prior: torch.Tensor | GaussianMixture | None,
     noise_var: float,
     inputs: torch.Tensor,
     prefix_x: torch.Tensor | None = None,
@@ -135,10 +138,13 @@ def resample_exact(
 ) -> Resampled:
     """Predictive resampling with the exact posterior predictive (float64) along ``inputs`` (B, N, D).
 
-    ``pool=None``: Gaussian prior N(0, I); the posterior ``N(mu, S)`` is updated by rank-one
+    ``prior=None``: Gaussian prior N(0, I); the posterior ``N(mu, S)`` is updated by rank-one
     steps ``s = noise_var + x^T S x``, ``g = S x / s``, ``mu += g (y - mu·x)``, ``S -= s g g^T``.
-    Otherwise the pool prior: log posterior weights over the pool, updated per point; y is
-    drawn by picking a task from the weights, then ``w_m·x + noise``.
+    A tensor (M, D) is a pool prior: log posterior weights over the pool, updated per point;
+    y is drawn by picking a task from the weights, then ``w_m·x + noise``. A
+    :class:`GaussianMixture` combines both (SPEC §10): y is drawn by picking a component
+    from the posterior weights, then from its Gaussian predictive; each weight is multiplied
+    by its component's predictive density of y, and each component takes the rank-one update.
     """
     n_paths, n_steps, dim = inputs.shape
     device = generator.device if generator is not None else torch.device("cpu")
@@ -150,7 +156,9 @@ def resample_exact(
     ys = torch.empty(n_paths, n + n_steps, device=device, dtype=dtype)
     xs[:, :n], ys[:, :n] = px, py
     noise_sd = noise_var**0.5
-    if pool is None:
+    if isinstance(prior, GaussianMixture):
+        update, draw_y = _mixture_sampler(prior, noise_var, n_paths, generator, device)
+    elif prior is None:
         mean = torch.zeros(n_paths, dim, device=device, dtype=dtype)
         cov = torch.eye(dim, device=device, dtype=dtype).expand(n_paths, dim, dim).clone()
 
@@ -169,7 +177,7 @@ def resample_exact(
             )
 
     else:
-        tasks = pool.to(device=device, dtype=dtype)
+        tasks = prior.to(device=device, dtype=dtype)
         log_w = torch.zeros(n_paths, tasks.shape[0], device=device, dtype=dtype)
 
         def update(x, y):
@@ -190,3 +198,33 @@ def resample_exact(
         update(x_new, y_new)
         xs[:, n + t], ys[:, n + t] = x_new, y_new
     return Resampled(w_hat=least_squares(xs, ys), x=xs, y=ys)
+
+
+def _mixture_sampler(prior: GaussianMixture, noise_var: float, n_paths: int, generator, device):
+    """``update(x, y)`` and ``draw_y(x)`` of the exact predictive under a Gaussian-mixture prior,
+    one posterior per path: log weights (B, C), component means (B, C, D), covariances (B, C, D, D)."""
+    n_comp, dim = prior.n_components, prior.dim
+    log_w = prior.log_weights.to(device).expand(n_paths, n_comp).clone()
+    mean = prior.means.to(device).expand(n_paths, n_comp, dim).clone()
+    cov = prior.covariances.to(device).expand(n_paths, n_comp, dim, dim).clone()
+
+    def predictive(x):
+        cov_x = torch.einsum("bcij,bj->bci", cov, x)
+        return cov_x, torch.einsum("bci,bi->bc", mean, x), noise_var + torch.einsum("bci,bi->bc", cov_x, x)
+
+    def update(x, y):
+        nonlocal log_w, mean, cov
+        cov_x, comp_mean, comp_var = predictive(x)
+        y = y.unsqueeze(-1)
+        log_w = torch.log_softmax(log_w - gaussian_nll(y, comp_mean, comp_var), -1)
+        gain = cov_x / comp_var.unsqueeze(-1)
+        mean = mean + gain * (y - comp_mean).unsqueeze(-1)
+        cov = cov - comp_var[..., None, None] * gain.unsqueeze(-1) * gain.unsqueeze(-2)
+
+    def draw_y(x):
+        _, comp_mean, comp_var = predictive(x)
+        c = torch.multinomial(torch.softmax(log_w, -1), 1, generator=generator)
+        noise = torch.randn(n_paths, generator=generator, device=device, dtype=torch.float64)
+        return comp_mean.gather(-1, c).squeeze(-1) + comp_var.gather(-1, c).squeeze(-1).sqrt() * noise
+
+    return update, draw_y

@@ -21,6 +21,11 @@ Two estimates of M*:
   or, where a config cannot afford those, the final and the previous checkpoint of one run
   (a proxy: that checkpoint's learning rate is still high); the table says which.
 
+"Ridge" above is the generalising solution, the Bayes predictor of the true prior: ridge
+under the default Gaussian prior. Under another prior (SPEC §10) its Bayes predictor takes
+that place under the name 'bayes' (columns ``delta_bayes``, verdict 'bayes', method
+'closer_to_bayes', ...); ridge is then the moment-matched Gaussian baseline.
+
 :func:`sweep_tables` computes all of it, for all seeds together and for each seed.
 """
 
@@ -31,19 +36,27 @@ import math
 import numpy as np
 import pandas as pd
 
-from .evaluate import METRICS
+from .evaluate import BAYES_METRICS, METRICS
 
 KEYS = ["pool_size", "seed", "step", "tasks"]
 RESOLVED_SE = 2.0  # a difference counts only beyond this many standard errors
+BASELINE_NAMES = {"ridge": "ridge", "bayes": "the true prior's Bayes predictor"}
 
 
 def pool_size_value(pool_size: pd.Series) -> pd.Series:
     return pool_size.astype(float)
 
 
+def generalising(table: pd.DataFrame) -> str:
+    """The generalising baseline of a table: 'bayes' when it has the true prior's Bayes
+    columns (a prior other than the Gaussian), else 'ridge'."""
+    return "bayes" if "delta_bayes" in table.columns else "ridge"
+
+
 def summarise(per_position: pd.DataFrame) -> pd.DataFrame:
     """Average every metric over positions: one row per (pool_size, seed, step, tasks)."""
-    summary = per_position.groupby(KEYS, sort=False)[METRICS].mean().reset_index()
+    metrics = METRICS + [m for m in BAYES_METRICS if m in per_position.columns]
+    summary = per_position.groupby(KEYS, sort=False)[metrics].mean().reset_index()
     summary["pool_size_value"] = pool_size_value(summary["pool_size"])
     return summary.sort_values(["pool_size_value", "seed", "tasks", "step"], ignore_index=True)
 
@@ -57,8 +70,9 @@ def closeness(sequences: pd.DataFrame) -> pd.DataFrame:
     error over sequences, paired: both predictors see the same sequences), ``z`` and
     ``closer`` ('ridge', 'dmmse' or 'unresolved'), plus ``n_sequences`` and ``n_seeds``.
     """
+    baseline = generalising(sequences)
     true = _on_new_tasks(sequences)
-    paired = true.assign(d=true.delta_ridge - true.delta_dmmse)
+    paired = true.assign(d=true[f"delta_{baseline}"] - true.delta_dmmse)
     # Seeds see the same evaluation sequences: average them per sequence, then over sequences.
     per_sequence = paired.groupby(["pool_size", "step", "sequence"], sort=False).agg(
         d=("d", "mean"), n_seeds=("seed", "nunique")
@@ -77,7 +91,7 @@ def closeness(sequences: pd.DataFrame) -> pd.DataFrame:
                 "diff": mean,
                 "diff_se": se,
                 "z": _ratio(mean, se),
-                "closer": verdict(mean, se),
+                "closer": verdict(mean, se, baseline),
             }
         )
     columns = ["pool_size", "pool_size_value", "step", "n_sequences", "n_seeds", "diff", "diff_se", "z", "closer"]
@@ -93,13 +107,13 @@ def _ratio(diff: float, se: float) -> float:
     return math.nan
 
 
-def verdict(diff: float, se: float) -> str:
-    """'ridge' when ``diff`` is below zero by more than RESOLVED_SE standard errors,
+def verdict(diff: float, se: float, baseline: str = "ridge") -> str:
+    """``baseline`` when ``diff`` is below zero by more than RESOLVED_SE standard errors,
     'dmmse' when above by as much, else 'unresolved'."""
     if not math.isfinite(diff) or not se >= 0:
         return "unresolved"
     if diff < -RESOLVED_SE * se:
-        return "ridge"
+        return baseline
     if diff > RESOLVED_SE * se:
         return "dmmse"
     return "unresolved"
@@ -120,33 +134,34 @@ def _size(value: float) -> str:
     return f"{value:g}"
 
 
-def threshold_closer_to_ridge(verdicts: pd.DataFrame) -> dict:
+def threshold_closer_to_ridge(verdicts: pd.DataFrame, baseline: str = "ridge") -> dict:
     """M* (a) from one step's :func:`closeness` rows: the smallest finite M from which every
-    larger finite M is resolved closer to ridge, with M* in (lower, upper]."""
+    larger finite M is resolved closer to ``baseline`` (ridge), with M* in (lower, upper]."""
+    method, name = f"closer_to_{baseline}", BASELINE_NAMES[baseline]
     description = (
-        f"smallest M from which the model is closer to ridge than to dMMSE on T_true at every larger finite M, "
+        f"smallest M from which the model is closer to {name} than to dMMSE on T_true at every larger finite M, "
         f"each by more than {RESOLVED_SE:g} standard errors of the paired per-sequence difference "
         f"(final checkpoint, seeds averaged); M* lies in (lower, upper]"
     )
     table = verdicts.sort_values("pool_size_value")
     sizes, closer = table.pool_size_value.to_numpy(), table.closer.to_list()
     if len(sizes) == 0:
-        return _result("closer_to_ridge", description, reason="no finite pool size")
-    if closer[-1] != "ridge":
+        return _result(method, description, reason="no finite pool size")
+    if closer[-1] != baseline:
         state = "closer to dMMSE" if closer[-1] == "dmmse" else "not resolved either way"
         return _result(
-            "closer_to_ridge", description, lower=sizes[-1],
+            method, description, lower=sizes[-1],
             reason=f"the largest finite pool, M={_size(sizes[-1])}, is {state}: M* > {_size(sizes[-1])}",
         )  # fmt: skip
-    i, j = _bracket(closer, above="ridge", below="dmmse")
+    i, j = _bracket(closer, above=baseline, below="dmmse")
     if i == 0:
         return _result(
-            "closer_to_ridge", description, upper=sizes[0],
-            reason=f"closer to ridge at every pool size: M* <= {_size(sizes[0])}",
+            method, description, upper=sizes[0],
+            reason=f"closer to {name} at every pool size: M* <= {_size(sizes[0])}",
         )  # fmt: skip
     if j == i - 1:
-        return _result("closer_to_ridge", description, star=sizes[i], lower=sizes[j], upper=sizes[i])
-    return _unresolved("closer_to_ridge", description, sizes, closer, i, j)
+        return _result(method, description, star=sizes[i], lower=sizes[j], upper=sizes[i])
+    return _unresolved(method, description, sizes, closer, i, j)
 
 
 def budget_effect(long: pd.DataFrame, short: pd.DataFrame) -> pd.DataFrame:
@@ -158,13 +173,15 @@ def budget_effect(long: pd.DataFrame, short: pd.DataFrame) -> pd.DataFrame:
     method over the paired sequences; ``effect`` is 'away' (r > 0 by more than
     :data:`RESOLVED_SE` standard errors), 'towards' (r < 0 by as much) or 'unresolved'.
     """
+    baseline = generalising(long)
+    delta = f"delta_{baseline}"
     rows, short = [], _on_new_tasks(short)
     for pool_size, a_table in _on_new_tasks(long).groupby("pool_size", sort=False):
         b_table = short[short.pool_size == pool_size]
         if not len(b_table):
             continue
-        a = a_table.groupby("sequence").delta_ridge.mean()
-        b = b_table.groupby("sequence").delta_ridge.mean().reindex(a.index)
+        a = a_table.groupby("sequence")[delta].mean()
+        b = b_table.groupby("sequence")[delta].mean().reindex(a.index)
         n, mean_a, mean_b = len(a), a.mean(), b.mean()
         cov = np.cov(a.to_numpy(), b.to_numpy(), ddof=1) if n > 1 else np.full((2, 2), np.nan)
         var_r = (cov[0, 0] / mean_a**2 + cov[1, 1] / mean_b**2 - 2 * cov[0, 1] / (mean_a * mean_b)) / n
@@ -175,14 +192,14 @@ def budget_effect(long: pd.DataFrame, short: pd.DataFrame) -> pd.DataFrame:
                 "pool_size_value": float(pool_size),
                 "long_step": int(a_table.step.max()),
                 "short_step": int(b_table.step.max()),
-                "delta_ridge_long": mean_a,
-                "delta_ridge_short": mean_b,
+                f"{delta}_long": mean_a,
+                f"{delta}_short": mean_b,
                 "r": r,
                 "r_se": se,
                 "effect": {"ridge": "towards", "dmmse": "away", "unresolved": "unresolved"}[verdict(r, se)],
             }
         )
-    columns = ["pool_size", "pool_size_value", "long_step", "short_step", "delta_ridge_long", "delta_ridge_short"]
+    columns = ["pool_size", "pool_size_value", "long_step", "short_step", f"{delta}_long", f"{delta}_short"]
     columns += ["r", "r_se", "effect"]
     return pd.DataFrame(rows, columns=columns).sort_values("pool_size_value", ignore_index=True)
 
@@ -191,7 +208,7 @@ def _on_new_tasks(sequences: pd.DataFrame) -> pd.DataFrame:
     return sequences[(sequences.tasks == "true") & (sequences.pool_size != "inf")]
 
 
-def threshold_budget_crossing(effects: pd.DataFrame, budgets: str) -> dict:
+def threshold_budget_crossing(effects: pd.DataFrame, budgets: str, baseline: str = "ridge") -> dict:
     """M* (b), Raventós et al.: where the distance to ridge on T_true at two training budgets crosses.
 
     From :func:`budget_effect`: below M* more training moves the model away from ridge, above
@@ -200,8 +217,9 @@ def threshold_budget_crossing(effects: pd.DataFrame, budgets: str) -> dict:
     it, provided that one is resolved 'away'; otherwise NaN with the reason and a bracket.
     ``budgets`` says what was compared, for the description.
     """
+    name = BASELINE_NAMES[baseline]
     description = (
-        f"M where delta_ridge on T_true at two budgets ({budgets}) crosses, each side resolved by "
+        f"M where delta_{baseline} on T_true at two budgets ({budgets}) crosses, each side resolved by "
         f"{RESOLVED_SE:g} standard errors of the paired log-ratio; log-linear interpolation of the log-ratio"
     )
     table = effects.sort_values("pool_size_value")
@@ -209,7 +227,7 @@ def threshold_budget_crossing(effects: pd.DataFrame, budgets: str) -> dict:
     if len(sizes) < 2:
         return _result("budget_crossing", description, reason="fewer than two finite pool sizes with two budgets")
     if effect[-1] != "towards":
-        state = "away from ridge" if effect[-1] == "away" else "neither way resolved"
+        state = f"away from {name}" if effect[-1] == "away" else "neither way resolved"
         return _result(
             "budget_crossing", description, lower=sizes[-1],
             reason=f"at the largest finite pool, M={_size(sizes[-1])}, more training moved the model {state}: "
@@ -219,7 +237,7 @@ def threshold_budget_crossing(effects: pd.DataFrame, budgets: str) -> dict:
     if i == 0:
         return _result(
             "budget_crossing", description, upper=sizes[0],
-            reason=f"more training moved the model towards ridge at every pool size: M* <= {_size(sizes[0])}",
+            reason=f"more training moved the model towards {name} at every pool size: M* <= {_size(sizes[0])}",
         )  # fmt: skip
     if j == i - 1:
         lo, hi = np.log(sizes[j]), np.log(sizes[i])
@@ -274,10 +292,14 @@ def budgets(sequences: pd.DataFrame, short: pd.DataFrame | None) -> tuple[pd.Dat
     )
 
 
-def thresholds(verdicts: pd.DataFrame, effects: pd.DataFrame, budgets_compared: str) -> pd.DataFrame:
-    """Both M* estimates: closer-to-ridge at the final checkpoint, and the budget crossing."""
+def thresholds(
+    verdicts: pd.DataFrame, effects: pd.DataFrame, budgets_compared: str, baseline: str = "ridge"
+) -> pd.DataFrame:
+    """Both M* estimates: closer-to-ridge (``baseline``) at the final checkpoint, and the budget crossing."""
     final = verdicts[verdicts.step == verdicts.step.max()] if len(verdicts) else verdicts
-    return pd.DataFrame([threshold_closer_to_ridge(final), threshold_budget_crossing(effects, budgets_compared)])
+    return pd.DataFrame(
+        [threshold_closer_to_ridge(final, baseline), threshold_budget_crossing(effects, budgets_compared, baseline)]
+    )
 
 
 def sweep_tables(sequences: pd.DataFrame, short: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
@@ -298,5 +320,6 @@ def sweep_tables(sequences: pd.DataFrame, short: pd.DataFrame | None = None) -> 
         verdicts, effects = closeness(group), budget_effect(long, shorter)
         for key, table in (("closeness", verdicts), ("budget_effect", effects)):
             tables[key].append(table.assign(seeds=name))
-        tables["thresholds"].append(thresholds(verdicts, effects, compared).assign(seeds=name))
+        table = thresholds(verdicts, effects, compared, generalising(sequences))
+        tables["thresholds"].append(table.assign(seeds=name))
     return {key: pd.concat(value, ignore_index=True) for key, value in tables.items()}

@@ -5,11 +5,14 @@ A task is a weight vector ``w`` in R^D; a sequence is K pairs ``(x_i, y_i)`` wit
 
 Two task distributions:
 
-* the true prior ``T_true``: ``w ~ N(0, I_D)`` fresh for every sequence (``pool=None``);
+* the true prior ``T_true``: ``w ~ N(0, I_D)`` fresh for every sequence (``pool=None``),
+  or another prior over w (``prior``, a :class:`lrpfn.priors.GaussianMixture`; SPEC §10);
 * a pool ``T_M``: ``w`` uniform over a fixed pool of M rows (``pool`` of shape (M, D)).
 
 Pools are nested: :func:`master_pool` draws rows sequentially from one seeded stream, so
 pool M is the first M rows of *any* master draw with at least M rows and the same seed.
+Without a ``prior`` every sampler runs its original code path (the same numbers as before
+priors were configurable).
 """
 
 from __future__ import annotations
@@ -22,18 +25,24 @@ import pandas as pd
 import torch
 
 from .io import read_parquet
+from .priors import GaussianMixture
 
 
-def master_pool(max_size: int, dim: int, seed: int) -> torch.Tensor:
+def master_pool(max_size: int, dim: int, seed: int, prior: GaussianMixture | None = None) -> torch.Tensor:
     """The seeded master draw of task vectors, (max_size, dim) float32.
 
     numpy's generator fills rows in order, so ``master_pool(m, d, s)`` equals
     ``master_pool(n, d, s)[:m]`` for every n >= m: pools are nested whatever M_max is.
+    Under a ``prior`` each row takes D + 1 standard normals: the first, through the normal
+    cdf, picks the row's component, the others its draw within it; rows stay nested.
     """
     if max_size < 1 or dim < 1:
         raise ValueError(f"master_pool needs max_size >= 1 and dim >= 1, got {max_size}, {dim}")
     rng = np.random.default_rng(seed)
-    return torch.from_numpy(rng.standard_normal((max_size, dim)).astype(np.float32))
+    if prior is None:
+        return torch.from_numpy(rng.standard_normal((max_size, dim)).astype(np.float32))
+    normals = torch.from_numpy(rng.standard_normal((max_size, dim + 1)))
+    return prior.draw(torch.special.ndtr(normals[:, 0]), normals[:, 1:]).float()
 
 
 def pool_slice(master: torch.Tensor, pool_size: float) -> torch.Tensor | None:
@@ -77,8 +86,10 @@ def sample_batch(
     pool: torch.Tensor | None,
     generator: torch.Generator,
     active_dims: int | None = None,
+    prior: GaussianMixture | None = None,
 ) -> Batch:
-    """Draw a batch from ``T_M`` (``pool`` given) or ``T_true`` (``pool=None``).
+    """Draw a batch from ``T_M`` (``pool`` given) or ``T_true`` (``pool=None``: ``N(0, I_D)``,
+    or ``prior`` when given).
 
     Every random number comes from ``generator``, so a batch is a pure function of its
     state; tensors live on the generator's device. ``active_dims`` < D zeroes the later
@@ -90,7 +101,12 @@ def sample_batch(
     if active_dims is not None and active_dims < dim:
         x[..., active_dims:] = 0
     if pool is None:
-        w = torch.randn((batch_size, dim), generator=generator, device=device)
+        if prior is None:
+            w = torch.randn((batch_size, dim), generator=generator, device=device)
+        else:
+            uniforms = torch.rand(batch_size, generator=generator, device=device)
+            normals = torch.randn((batch_size, dim), generator=generator, device=device)
+            w = prior.draw(uniforms.cpu(), normals.cpu()).to(device=device, dtype=x.dtype)
         task = torch.full((batch_size,), -1, dtype=torch.long, device=device)
     else:
         task = torch.randint(pool.shape[0], (batch_size,), generator=generator, device=device)
@@ -108,10 +124,11 @@ def eval_set(
     noise_var: float,
     pool: torch.Tensor | None,
     seed: int,
+    prior: GaussianMixture | None = None,
 ) -> Batch:
     """A fixed, seeded evaluation set (CPU), the same for every model evaluated on it."""
     generator = torch.Generator().manual_seed(seed)
-    return sample_batch(n_sequences, context_length, dim, noise_var, pool, generator)
+    return sample_batch(n_sequences, context_length, dim, noise_var, pool, generator, prior=prior)
 
 
 def x_columns(dim: int) -> list[str]:

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from . import priors
 from .buckets import BarDistribution, prior_borders
 from .checkpoint import checkpoint_payload, save_checkpoint
 from .config import ExecutionConfig, RunConfig, TrainConfig, checkpoint_name, checkpoint_steps
@@ -99,7 +100,10 @@ def training_batch(run: RunConfig, step: int, pool: torch.Tensor | None, generat
     """The batch of optimiser step ``step`` (1-based), drawn on the CPU: the run's data with
     the curriculum's input dimensions at that step."""
     active = run.train.active_dims(step, run.dim)
-    return sample_batch(run.train.batch_size, run.context_length, run.dim, run.noise_var, pool, generator, active)
+    prior = priors.of_run(run.prior, run.dim)
+    return sample_batch(
+        run.train.batch_size, run.context_length, run.dim, run.noise_var, pool, generator, active, prior
+    )
 
 
 def build(run: RunConfig) -> tuple[PFN, BarDistribution]:
@@ -107,7 +111,8 @@ def build(run: RunConfig) -> tuple[PFN, BarDistribution]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.seed)
         model = PFN(run.model)
-    bar = BarDistribution(prior_borders(run.model.n_buckets, run.dim, run.noise_var, seed=run.border_seed))
+    prior = priors.of_run(run.prior, run.dim)
+    bar = BarDistribution(prior_borders(run.model.n_buckets, run.dim, run.noise_var, seed=run.border_seed, prior=prior))
     return model, bar
 
 

@@ -23,6 +23,7 @@ from lrpfn.config import (
     run_config,
     shared_checkpoint_steps,
     short_run_config,
+    task_prior,
 )
 
 validate(config, str(SCHEMA))
@@ -38,6 +39,10 @@ RESAMPLE_STEPS = resampled_steps(config)
 SHORT = short_run_config(config, POOL_SIZES[0], SEEDS[0])
 SHORT_STEPS = checkpoint_steps(SHORT.train) if SHORT else []
 EXECUTION = execution_config(config)
+# The true task prior, a params entry of the rules that draw or score tasks only when it is
+# not the default N(0, I): results of configs without a prior keep their params (no rerun).
+PRIOR = task_prior(config)
+PRIOR_PARAMS = {"prior": PRIOR} if PRIOR else {}
 
 
 wildcard_constraints:

@@ -49,6 +49,7 @@ rule resample_reference:
         ),
         dim=config["dim"],
         noise_var=config["noise_var"],
+        **PRIOR_PARAMS,
     script:
         "../scripts/resample_reference.py"
 

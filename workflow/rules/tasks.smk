@@ -12,6 +12,7 @@ rule pool:
     params:
         dim=config["dim"],
         seed=config["task_seed"],
+        **PRIOR_PARAMS,
     script:
         "../scripts/pool.py"
 
@@ -37,6 +38,7 @@ rule eval_set:
         noise_var=config["noise_var"],
         n_sequences=config["eval"]["n_sequences"],
         seed=config["eval"]["seed"],
+        **PRIOR_PARAMS,
     script:
         "../scripts/eval_set.py"
 
@@ -53,3 +55,4 @@ use rule eval_set as eval_set_long with:
         noise_var=config["noise_var"],
         n_sequences=config["eval"]["n_sequences"],
         seed=config["eval"]["seed"],
+        **PRIOR_PARAMS,

@@ -1,6 +1,7 @@
 """Metrics of one checkpoint on T_M and T_true: per position, and per sequence (or, for the
 in-context curves on longer sequences, per position only)."""
 
+from lrpfn import priors
 from lrpfn.checkpoint import load_checkpoint
 from lrpfn.config import RunConfig
 from lrpfn.evaluate import evaluate_checkpoint
@@ -24,7 +25,8 @@ with log_to(snakemake.log[0]):
             raise ValueError(
                 f"{inp['eval_' + tasks]}: sequences of dimension {batch.x.shape[-1]}, checkpoint has {dim}"
             )
-    positions, sequences = evaluate_checkpoint(ckpt.model, ckpt.bar, eval_sets, pool, p.noise_var)
+    prior = priors.of_run(run.prior, dim)
+    positions, sequences = evaluate_checkpoint(ckpt.model, ckpt.bar, eval_sets, pool, p.noise_var, prior)
     tables = {"positions": positions, "sequences": sequences}
     for name, path in snakemake.output.items():  # the in-context rule writes positions only
         table = tables[name]

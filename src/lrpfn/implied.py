@@ -7,7 +7,9 @@ points in all (prefix included), so prior and posteriors use the same functional
 Sample tables have one row per path: kind ('prior' | 'posterior'), tasks ('' for the prior,
 else the evaluation set the prefix came from: 'true' | 'pool'), prefix (sequence index, -1
 for the prior), path, w_0..w_{D-1}; reference tables lead with the exact predictive's
-prior ('gaussian' | 'pool') and replica (0 .. REPLICAS - 1).
+prior and replica (0 .. REPLICAS - 1). The priors: 'gaussian' (N(0, I), or under another
+true prior the Gaussian with its mean and covariance), 'bayes' (the true prior, when it is
+not N(0, I); SPEC §10) and 'pool' (the run's pool, for a finite M).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from .buckets import BarDistribution
 from .compare import against_samples, nearest_atom_distance
 from .model import PFN
+from .priors import GaussianMixture
 from .resample import Resampled, draw_inputs, resample_exact, resample_model
 from .tasks import Batch, read_eval_set, w_columns
 
@@ -92,15 +95,18 @@ def reference_samples(
     n_paths: int,
     path_length: int,
     seed: int,
+    prior: GaussianMixture | None = None,
 ) -> pd.DataFrame:
     """The same procedure with exact posterior predictives, along the PFN's inputs.
 
-    Under the Gaussian prior N(0, I) (``prior`` 'gaussian') and, when ``pool`` is given,
-    under the pool prior ('pool'); each :data:`REPLICAS` times (``replica`` 0, 1, ...: other
-    y draws), so that the distance between two exact resamplers — the sampling floor — and
-    its spread are known.
+    Under the Gaussian prior N(0, I) (``prior`` 'gaussian'; with a true ``prior``, the
+    Gaussian with its mean and covariance), under the true ``prior`` when given ('bayes')
+    and, when ``pool`` is given, under the pool prior ('pool'); each :data:`REPLICAS` times
+    (``replica`` 0, 1, ...: other y draws), so that the distance between two exact
+    resamplers — the sampling floor — and its spread are known.
     """
-    priors = {"gaussian": None} | ({} if pool is None else {"pool": pool})
+    priors = {"gaussian": None if prior is None else prior.moment_matched()}
+    priors |= ({} if prior is None else {"bayes": prior}) | ({} if pool is None else {"pool": pool})
     frames = []
     for prior, tasks in priors.items():
         for replica in range(REPLICAS):
@@ -112,11 +118,21 @@ def reference_samples(
     return table[[*REFERENCE_KEYS, *(c for c in table.columns if c not in REFERENCE_KEYS)]]
 
 
+def near_zero_threshold(noise_var: float, path_length: int, dim: int) -> float:
+    """Twice the least-squares noise of one coordinate of ``w_hat``: with N points and
+    x ~ N(0, I_D), ``E[(X^T X)^-1] = I / (N - D - 1)``, so a coordinate that is exactly zero
+    comes out within ``2 sqrt(noise_var / (N - D - 1))`` of it about 95 % of the time."""
+    if path_length <= dim + 1:
+        raise ValueError(f"least-squares noise needs path_length > dim + 1, got {path_length} and {dim}")
+    return 2 * (noise_var / (path_length - dim - 1)) ** 0.5
+
+
 def statistics(
     samples: pd.DataFrame,
     reference: pd.DataFrame,
     all_targets: list[Target],
     pool: torch.Tensor | None,
+    near_zero: float | None = None,
 ) -> pd.DataFrame:
     """Per (step, target, reference prior, dim): the model's samples against that exact
     reference resampler (replica 0), beside the floor exact replicas reach.
@@ -128,7 +144,9 @@ def statistics(
     the model (``median_pool_distance``) and of the reference (``ref_median_pool_distance``);
     for a posterior the task that generated the prefix (``true_w``) and the root mean squared
     distance of the ``w_hat`` to it, of the model (``true_w_rmse``) and of the reference
-    (``ref_true_w_rmse``).
+    (``ref_true_w_rmse``). With ``near_zero`` (a spike-and-slab prior, :func:`near_zero_threshold`):
+    the fraction of ``|w_hat|`` below it, of the model (``mass_near_zero``) and of the
+    reference (``ref_mass_near_zero``) — the implied prior's spike.
     """
     dim = sum(c.startswith("w_") for c in samples.columns)
     cols = w_columns(dim)
@@ -153,6 +171,10 @@ def statistics(
                 table["true_w"] = true_w
                 table["true_w_rmse"] = np.sqrt(((w - true_w) ** 2).mean(0))
                 table["ref_true_w_rmse"] = np.sqrt(((exact - true_w) ** 2).mean(0))
+                if near_zero is not None:
+                    table["near_zero"] = near_zero
+                    table["mass_near_zero"] = (np.abs(w) < near_zero).mean(0)
+                    table["ref_mass_near_zero"] = (np.abs(exact) < near_zero).mean(0)
                 for i, (key, value) in enumerate(
                     [("step", step), *((k, getattr(target, k)) for k in TARGET_KEYS), ("reference", prior)]
                 ):
@@ -187,19 +209,22 @@ MARGINAL_KEYS = ["pool_size", "seed", "step", "tasks", "prefix", "dim"]
 def posterior_marginals(stats: pd.DataFrame) -> pd.DataFrame:
     """The posterior rows of a statistics table, one row per (run, step, target, dim).
 
-    Per reference prior (suffix ``_gaussian``, ``_pool``; NaN for a run without a pool): the
-    PFN's energy distance to that exact reference resampler, its floor and the floor's spread,
-    and the reference's rms distance to the true task; beside them the true task's coordinate
-    (``true_w``), the PFN's rms distance to it (``true_w_rmse``) and ``closer_to``, the
-    reference the PFN's marginal is nearer to in energy distance (empty without a pool).
+    Per reference prior (suffix ``_gaussian``, ``_pool`` — NaN for a run without a pool —
+    and ``_bayes`` under a true prior other than N(0, I)): the PFN's energy distance to that
+    exact reference resampler, its floor and the floor's spread, and the reference's rms
+    distance to the true task; beside them the true task's coordinate (``true_w``), the
+    PFN's rms distance to it (``true_w_rmse``) and ``closer_to``, the reference the PFN's
+    marginal is nearest to in energy distance (empty with a single reference).
     """
     post = stats[stats.kind == "posterior"]
     per_reference = ["energy", "floor_energy", "floor_energy_sd", "ref_true_w_rmse"]
     table = post[post.reference == "gaussian"].set_index(MARGINAL_KEYS)[["true_w", "true_w_rmse"]]
-    for prior in ("gaussian", "pool"):
+    priors = ["gaussian", *(["bayes"] if (post.reference == "bayes").any() else []), "pool"]
+    for prior in priors:
         values = post[post.reference == prior].set_index(MARGINAL_KEYS)[per_reference]
         table = table.join(values.rename(columns=lambda c, p=prior: f"{c}_{p}"))
-    both = table[["energy_gaussian", "energy_pool"]].notna().all(axis=1)
-    nearer = np.where(table.energy_pool < table.energy_gaussian, "pool", "gaussian")
-    table["closer_to"] = np.where(both, nearer, "")
+    energy = table[[f"energy_{prior}" for prior in priors]]
+    several = energy.notna().sum(axis=1) > 1
+    nearest = energy.fillna(np.inf).to_numpy().argmin(axis=1)  # ties go to the first, 'gaussian'
+    table["closer_to"] = np.where(several, np.asarray(priors)[nearest], "")
     return table.reset_index()

@@ -15,10 +15,44 @@ from matplotlib.colors import ListedColormap
 
 from .io import atomic_path
 from .model import interleaved_mask
+from .priors import GaussianMixture
 
-COLORS = {"model": "#1f4e99", "dmmse": "#d95f02", "ridge": "#1b9e77"}
-LABELS = {"model": "PFN", "dmmse": "dMMSE", "ridge": "ridge"}
+COLORS = {"model": "#1f4e99", "dmmse": "#d95f02", "ridge": "#1b9e77", "bayes": "#7b3294"}
+LABELS = {"model": "PFN", "dmmse": "dMMSE", "ridge": "ridge", "bayes": "Bayes (true prior)"}
 TASKS_TITLE = {"pool": "pretraining tasks $T_M$", "true": "new tasks $T_{true}$"}
+# Under a true prior other than N(0, I) (a 'bayes' predictor or reference in the table), ridge
+# and the 'gaussian' reference are the Gaussian with the prior's mean and covariance.
+MOMENT_MATCHED = "ridge (moment-matched)"
+
+
+def _predictors(columns, bayes_label: str) -> tuple[list[str], dict[str, str]]:
+    """The predictors a table has columns for (model, dMMSE, ridge and, under a true prior,
+    its Bayes predictor) and their labels."""
+    if not any(str(c).endswith("_bayes") for c in columns):
+        return ["model", "dmmse", "ridge"], dict(LABELS)
+    return ["model", "dmmse", "ridge", "bayes"], LABELS | {"ridge": MOMENT_MATCHED, "bayes": bayes_label}
+
+
+def _generalising(names: list[str]) -> str:
+    """The predictor the PFN should approach on new tasks: the true prior's Bayes predictor."""
+    return "bayes" if "bayes" in names else "ridge"
+
+
+def _reference_styles(bayes_label: str) -> dict[str, tuple[str, str, str]]:
+    """(colour, line style, label) of each exact reference resampler or predictive."""
+    return {
+        "gaussian": (COLORS["ridge"], "--", "exact, Gaussian prior"),
+        "bayes": (COLORS["bayes"], "-.", f"exact, {bayes_label.removeprefix('Bayes ').strip('()')} prior"),
+        "pool": (COLORS["dmmse"], ":", "exact, pool prior"),
+    }
+
+
+def _moment_matched(styles: dict, present) -> dict:
+    """Relabel the Gaussian reference as moment-matched when the true prior's is present."""
+    if "bayes" in set(present):
+        color, ls, _ = styles["gaussian"]
+        return styles | {"gaussian": (color, ls, "exact, moment-matched Gaussian")}
+    return styles
 
 
 def _style():
@@ -90,9 +124,15 @@ def _format_pool_axis(ax, sizes, inf_x):
     ax.set_xlabel("number of pretraining tasks $M$")
 
 
-def task_diversity_figure(summary: pd.DataFrame, thresholds: pd.DataFrame) -> plt.Figure:
-    """2x3: rows T_M / T_true; MSE/D vs M, model-dMMSE and model-ridge differences vs M."""
+def task_diversity_figure(
+    summary: pd.DataFrame, thresholds: pd.DataFrame, bayes_label: str = LABELS["bayes"]
+) -> plt.Figure:
+    """2x3: rows T_M / T_true; MSE/D vs M, model-dMMSE and model-ridge differences vs M
+    (under a true prior other than N(0, I): its Bayes predictor beside the moment-matched
+    ridge, and the difference to that Bayes predictor)."""
     _style()
+    names, labels = _predictors(summary.columns, bayes_label)
+    generalising = _generalising(names)
     final_step = summary.groupby("pool_size").step.transform("max")
     final = summary[summary.step == final_step]
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
@@ -100,26 +140,26 @@ def task_diversity_figure(summary: pd.DataFrame, thresholds: pd.DataFrame) -> pl
     palette = sns.color_palette("Blues", len(steps) + 1)[1:]
     for row, tasks in enumerate(["pool", "true"]):
         data = final[final.tasks == tasks]
-        mse = ["mse_model", "mse_dmmse", "mse_ridge"]
+        mse = [f"mse_{name}" for name in names]
         stats = data.groupby("pool_size", sort=False)[mse].agg(["mean", "std"]).reset_index()
         x, inf_x = _pool_axis(stats["pool_size"])
         order = np.argsort(x)
         ax = axes[row, 0]
-        for name in ("model", "dmmse", "ridge"):
+        for name in names:
             col = f"mse_{name}"
             ax.errorbar(
                 x[order],
                 stats[(col, "mean")].to_numpy()[order],
                 yerr=stats[(col, "std")].fillna(0).to_numpy()[order],
-                marker="o", ms=4, capsize=2, color=COLORS[name], label=LABELS[name],
+                marker="o", ms=4, capsize=2, color=COLORS[name], label=labels[name],
             )  # fmt: skip
         ax.set_ylabel(f"MSE/D on {TASKS_TITLE[tasks]}")
         ax.legend(fontsize=8)
         for col, ax, title in (
             (1, axes[row, 1], "PFN – dMMSE"),
-            (2, axes[row, 2], "PFN – ridge"),
+            (2, axes[row, 2], f"PFN – {labels[generalising]}"),
         ):
-            metric = "delta_dmmse" if col == 1 else "delta_ridge"
+            metric = "delta_dmmse" if col == 1 else f"delta_{generalising}"
             sub = summary[summary.tasks == tasks]
             for color, step in zip(palette, steps, strict=True):
                 at = sub[sub.step == step].groupby("pool_size", sort=False)[metric].mean().reset_index()
@@ -135,7 +175,8 @@ def task_diversity_figure(summary: pd.DataFrame, thresholds: pd.DataFrame) -> pl
             _mark_thresholds(ax, thresholds)
         axes[row, 2].legend(fontsize=7, title="checkpoint", title_fontsize=7)
     axes[0, 0].set_title("MSE/D")
-    fig.suptitle("Task diversity: the PFN moves from dMMSE (memorising the pool) to ridge (the true prior)")
+    target = "ridge (the true prior)" if generalising == "ridge" else f"{labels['bayes']} (the true prior)"
+    fig.suptitle(f"Task diversity: the PFN moves from dMMSE (memorising the pool) to {target}")
     fig.tight_layout()
     return fig
 
@@ -144,14 +185,14 @@ def _mark_thresholds(ax, thresholds: pd.DataFrame):
     """M* (all seeds together) as a vertical line; an unresolved closer-to-ridge estimate as its
     shaded bracket. The budget crossing's label says whether it compared two runs or a proxy."""
     for _, row in thresholds[thresholds.seeds == "all"].iterrows():
-        if row.method == "closer_to_ridge":
-            ls, label = "-", "M* (closer to ridge)"
+        if row.method.startswith("closer_to_"):
+            ls, label = "-", f"M* (closer to {'ridge' if row.method == 'closer_to_ridge' else 'Bayes'})"
         else:
             budgets = "checkpoint proxy" if "proxy" in row.description else "two budgets"
             ls, label = "--", f"M* (budget crossing, {budgets})"
         if np.isfinite(row.pool_size_star):
             ax.axvline(row.pool_size_star, color="0.3", ls=ls, lw=1, label=label)
-        elif row.method == "closer_to_ridge" and np.isfinite(row.lower) and np.isfinite(row.upper):
+        elif row.method.startswith("closer_to_") and np.isfinite(row.lower) and np.isfinite(row.upper):
             ax.axvspan(row.lower, row.upper, color="0.85", zorder=0, label="M* bracket (unresolved)")
 
 
@@ -168,10 +209,11 @@ def losses_figure(logs: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
             ax.plot(log.step, log.loss.rolling(window, min_periods=1).mean(), color="0.5", lw=0.8,
                     label="train loss" if seed == logs.seed.min() else None)  # fmt: skip
         ev = summary[(summary.pool_size == pool_size) & (summary.tasks == "pool")].groupby("step")
-        nll = ev[["nll_model", "nll_dmmse", "nll_ridge"]].mean()
+        generalising = _generalising(_predictors(summary.columns, "")[0])
+        nll = ev[["nll_model", "nll_dmmse", f"nll_{generalising}"]].mean()
         ax.plot(nll.index, nll.nll_model, "o-", color=COLORS["model"], ms=4, label="eval NLL on $T_M$")
-        floor = nll.nll_ridge if pool_size == "inf" else nll.nll_dmmse
-        ax.axhline(floor.iloc[-1], color=COLORS["ridge" if pool_size == "inf" else "dmmse"], ls="--", lw=1,
+        floor = nll[f"nll_{generalising}"] if pool_size == "inf" else nll.nll_dmmse
+        ax.axhline(floor.iloc[-1], color=COLORS[generalising if pool_size == "inf" else "dmmse"], ls="--", lw=1,
                    label="Bayes NLL floor")  # fmt: skip
         ax.set_xscale("log")
         ax.set_title(f"M = {_pool_label(pool_size)}")
@@ -187,36 +229,52 @@ def losses_figure(logs: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
 
 
 def implied_prior_figure(
-    samples: pd.DataFrame, reference: pd.DataFrame, pool: np.ndarray | None, pool_size: str, n_dims: int, seed: int
+    samples: pd.DataFrame,
+    reference: pd.DataFrame,
+    pool: np.ndarray | None,
+    pool_size: str,
+    n_dims: int,
+    seed: int,
+    prior: GaussianMixture | None = None,
 ) -> plt.Figure:
     """Rows: the first dimensions of w; columns: checkpoints. Histogram + KDE of the PFN's
     resampled w_hat (implied prior) beside the exact reference resampler of the run's prior
-    (and, for a pool, of the Gaussian prior), N(0, 1) and the pool's values."""
+    (and, for a pool, of the true prior), the true prior's marginal — N(0, 1), or a
+    Gaussian-mixture ``prior``'s density with its point masses (a spike) marked — and the
+    pool's values."""
     _style()
     samples = samples[samples.kind == "prior"]
     reference = reference[(reference.kind == "prior") & (reference.replica == 0)]
     # (samples, colour, line style, label) of each exact reference drawn: the run's own prior
-    # first, and beside a pool's the Gaussian prior's.
-    references = [(reference[reference.prior == "gaussian"], "black", "--", "exact reference")]
-    if pool is not None:
+    # first, and beside a pool's the true prior's; beside the true prior's, under a prior
+    # other than N(0, I), the moment-matched Gaussian's.
+    true = "bayes" if prior is not None else "gaussian"
+    true_label = "true prior" if prior is not None else "Gaussian prior"
+    if pool is None:
+        references = [(reference[reference.prior == true], "black", "--", "exact reference")]
+        if prior is not None:
+            references.append(
+                (reference[reference.prior == "gaussian"], "0.55", ":", "exact reference (moment-matched Gaussian)")
+            )
+    else:
         references = [
             (reference[reference.prior == "pool"], "black", "--", "exact reference (pool prior)"),
-            (reference[reference.prior == "gaussian"], "0.55", ":", "exact reference (Gaussian prior)"),
+            (reference[reference.prior == true], "0.55", ":", f"exact reference ({true_label})"),
         ]
     steps = sorted(samples.step.unique())
     dims = [d for d in range(n_dims) if f"w_{d}" in samples.columns]
     fig, axes = plt.subplots(
         len(dims), len(steps), figsize=(2.8 * len(steps), 2.2 * len(dims)), squeeze=False, sharex=True
     )
-    grid = np.linspace(-4, 4, 400)
-    normal = np.exp(-(grid**2) / 2) / np.sqrt(2 * np.pi)
     for row, d in enumerate(dims):
         col_name = f"w_{d}"
+        span = _prior_span(prior, d)
+        grid = np.linspace(*span, 400)
         for col, step in enumerate(steps):
             ax = axes[row, col]
             values = samples.loc[samples.step == step, col_name].to_numpy()
-            _marginal_panel(ax, values, [(r[col_name].to_numpy(), *style) for r, *style in references], (-4, 4))
-            ax.plot(grid, normal, color="#c0392b", lw=1, label="N(0, 1)")
+            _marginal_panel(ax, values, [(r[col_name].to_numpy(), *style) for r, *style in references], span)
+            _mark_prior(ax, prior, d, grid)
             if pool is not None:
                 if len(pool) <= 64:
                     for v in pool[:, d]:
@@ -225,7 +283,7 @@ def implied_prior_figure(
                 else:
                     ax.hist(
                         pool[:, d],
-                        bins=np.linspace(-4, 4, 61),
+                        bins=np.linspace(*span, 61),
                         density=True,
                         histtype="step",
                         color=COLORS["dmmse"],
@@ -235,6 +293,39 @@ def implied_prior_figure(
     label = _pool_label(pool_size)
     title = f"Implied prior of the PFN trained on M = {label} tasks (seed {seed}), by predictive resampling"
     return _finish_checkpoint_grid(fig, axes, steps, "$\\hat w$", title)
+
+
+def _prior_span(prior: GaussianMixture | None, d: int) -> tuple[float, float]:
+    """The w range of the implied-prior panels: (-4, 4) for N(0, 1), wider for a prior whose
+    components reach further (3.5 sd beyond their means)."""
+    if prior is None:
+        return -4.0, 4.0
+    sd = prior.covariances[:, d, d].clamp_min(0).sqrt()
+    reach = max(4.0, ((prior.means[:, d].abs() + 3.5 * sd).max().item()))
+    return -reach, reach
+
+
+def _mark_prior(ax, prior: GaussianMixture | None, d: int, grid: np.ndarray):
+    """The true prior's marginal in dimension d: its density, and each point mass as a stem
+    labelled with its probability (the spike of a spike-and-slab prior)."""
+    color = "#c0392b"
+    if prior is None:
+        ax.plot(grid, np.exp(-(grid**2) / 2) / np.sqrt(2 * np.pi), color=color, lw=1, label="N(0, 1)")
+        return
+    weights = prior.weights.numpy()
+    means, variances = prior.means[:, d].numpy(), prior.covariances[:, d, d].numpy()
+    smooth = variances > 0
+    density = (
+        weights[smooth, None]
+        * np.exp(-((grid - means[smooth, None]) ** 2) / (2 * variances[smooth, None]))
+        / np.sqrt(2 * np.pi * variances[smooth, None])
+    ).sum(0)
+    ax.plot(grid, density, color=color, lw=1, label="true prior")
+    for location in np.unique(means[~smooth]):
+        mass = weights[~smooth][means[~smooth] == location].sum()
+        ax.axvline(location, color=color, lw=1.5, alpha=0.6)
+        ax.text(location, 0.95, f" P(w={location:g}) = {mass:.2f}", color=color, fontsize=6,
+                transform=ax.get_xaxis_transform(), va="top")  # fmt: skip
 
 
 def _marginal_panel(ax, values: np.ndarray, references: list[tuple], span: tuple[float, float]):
@@ -250,18 +341,16 @@ def _marginal_panel(ax, values: np.ndarray, references: list[tuple], span: tuple
 
 def posterior_marginals_figure(
     samples: pd.DataFrame, reference: pd.DataFrame, true_w: dict[str, np.ndarray], pool_size: str, n_dims: int,
-    seed: int,
+    seed: int, bayes_label: str = LABELS["bayes"],
 ) -> plt.Figure:  # fmt: skip
     """Rows: posterior targets (the first prefix from T_true and, for a pool, from T_M) x the
-    first dimensions of w; columns: checkpoints. The PFN's resampled w_hat beside both exact
-    reference resamplers (Gaussian prior, the run's pool), the true task marked."""
+    first dimensions of w; columns: checkpoints. The PFN's resampled w_hat beside every exact
+    reference resampler (Gaussian prior, the true prior when it is another, the run's pool),
+    the true task marked."""
     _style()
     posts = samples[(samples.kind == "posterior") & (samples.prefix == 0)]
     reference = reference[(reference.kind == "posterior") & (reference.prefix == 0) & (reference.replica == 0)]
-    styles = {
-        "gaussian": (COLORS["ridge"], "--", "exact, Gaussian prior"),
-        "pool": (COLORS["dmmse"], ":", "exact, pool prior"),
-    }
+    styles = _moment_matched(_reference_styles(bayes_label), reference.prior)
     targets = [t for t in ("true", "pool") if t in set(posts.tasks)]
     dims = [d for d in range(n_dims) if f"w_{d}" in samples.columns]
     steps = sorted(posts.step.unique())
@@ -286,27 +375,34 @@ def posterior_marginals_figure(
     return _finish_checkpoint_grid(fig, axes, steps, "$\\hat w$", title)
 
 
-def posterior_figure(stats: pd.DataFrame) -> plt.Figure:
-    """The PFN's resampled posteriors on new tasks against the two exact reference resamplers.
+def posterior_figure(stats: pd.DataFrame, bayes_label: str = LABELS["bayes"]) -> plt.Figure:
+    """The PFN's resampled posteriors on new tasks against the exact reference resamplers.
 
     Energy distance per dimension, averaged over dimensions and the T_true prefixes. Left: at
-    the final checkpoint, vs M, the distance to the Gaussian-prior and to the pool-prior
-    reference, each beside its floor (exact replicas' distance to it). Middle and right: across
-    checkpoints, one line per M, with the floors as grey bands.
+    the final checkpoint, vs M, the distance to the Gaussian-prior, (under another true prior)
+    the true-prior and the pool-prior reference, each beside its floor (exact replicas'
+    distance to it). Then, one panel per reference: across checkpoints, one line per M, with
+    the floors as shaded bands.
     """
     _style()
     post = stats[(stats.kind == "posterior") & (stats.tasks == "true")]
     sizes = sorted(post.pool_size.unique(), key=float)
     palette = dict(zip(sizes, sns.color_palette("viridis", len(sizes)), strict=True))
-    names = {"gaussian": "Gaussian-prior (ridge) reference", "pool": "pool-prior (dMMSE) reference"}
-    colors = {"gaussian": COLORS["ridge"], "pool": COLORS["dmmse"]}
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    has_bayes = (post.reference == "bayes").any()
+    references = ["gaussian", "bayes", "pool"] if has_bayes else ["gaussian", "pool"]
+    names = {
+        "gaussian": "moment-matched Gaussian reference" if has_bayes else "Gaussian-prior (ridge) reference",
+        "bayes": f"true-prior reference ({bayes_label})",
+        "pool": "pool-prior (dMMSE) reference",
+    }
+    colors = {name: COLORS[key] for name, key in (("gaussian", "ridge"), ("bayes", "bayes"), ("pool", "dmmse"))}
+    fig, axes = plt.subplots(1, 1 + len(references), figsize=(4.7 * (1 + len(references)), 4))
     columns = ["energy", "floor_energy", "floor_energy_sd"]
     mean = post.groupby(["pool_size", "reference", "step"])[columns].mean().reset_index()
     final = mean[mean.step == mean.groupby("pool_size").step.transform("max")]
     positions, inf_x = _pool_axis(pd.Series(sizes))
     ax = axes[0]
-    for reference in ("gaussian", "pool"):
+    for reference in references:
         rows = final[final.reference == reference].set_index("pool_size").reindex(sizes)
         ax.plot(positions, rows.energy, "o-", color=colors[reference], label=f"PFN to the {names[reference]}")
         ax.errorbar(
@@ -317,7 +413,7 @@ def posterior_figure(stats: pd.DataFrame) -> plt.Figure:
     ax.set_ylabel("energy distance (mean over dims)")
     ax.set_title("final checkpoint", fontsize=9)
     ax.legend(fontsize=7)
-    for ax, reference in ((axes[1], "gaussian"), (axes[2], "pool")):
+    for ax, reference in zip(axes[1:], references, strict=True):
         sub = mean[mean.reference == reference]
         for pool_size in sizes:
             curve = sub[sub.pool_size == pool_size].set_index("step")
@@ -336,11 +432,13 @@ def posterior_figure(stats: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def in_context_figure(table: pd.DataFrame, context_length: int) -> plt.Figure:
+def in_context_figure(table: pd.DataFrame, context_length: int, bayes_label: str = LABELS["bayes"]) -> plt.Figure:
     """Columns: pool sizes; rows: MSE/D and NLL on T_M and on T_true, against the number of
     in-context examples, past the trained context length (dotted line). Lines are means over
-    seeds: PFN, dMMSE (finite M) and ridge."""
+    seeds: PFN, dMMSE (finite M), ridge and, under a true prior other than N(0, I), its
+    Bayes predictor."""
     _style()
+    names, labels = _predictors(table.columns, bayes_label)
     sizes = sorted(table.pool_size.unique(), key=float)
     rows = [("mse", "pool"), ("mse", "true"), ("nll", "pool"), ("nll", "true")]
     fig, axes = plt.subplots(
@@ -350,16 +448,12 @@ def in_context_figure(table: pd.DataFrame, context_length: int) -> plt.Figure:
         data = table[table.pool_size == pool_size]
         for row, (metric, tasks) in enumerate(rows):
             ax = axes[row, col]
-            curve = (
-                data[data.tasks == tasks]
-                .groupby("position")[[f"{metric}_{name}" for name in ("model", "dmmse", "ridge")]]
-                .mean()
-            )
-            for name in ("model", "dmmse", "ridge"):
+            curve = data[data.tasks == tasks].groupby("position")[[f"{metric}_{name}" for name in names]].mean()
+            for name in names:
                 values = curve[f"{metric}_{name}"]
                 if values.notna().any():
                     ax.plot(curve.index, values, color=COLORS[name], lw=1.2 if name == "model" else 1,
-                            ls="-" if name == "model" else "--", label=LABELS[name])  # fmt: skip
+                            ls="-" if name == "model" else "--", label=labels[name])  # fmt: skip
             ax.axvline(context_length, color="0.4", ls=":", lw=1, label="trained length K")
             if metric == "mse":
                 ax.set_yscale("log")
@@ -375,11 +469,17 @@ def in_context_figure(table: pd.DataFrame, context_length: int) -> plt.Figure:
     return fig
 
 
-def predictive_density_figure(density: pd.DataFrame, kl: pd.DataFrame, pool_size: str, seed: int) -> plt.Figure:
+def predictive_density_figure(
+    density: pd.DataFrame, kl: pd.DataFrame, pool_size: str, seed: int, bayes_label: str = LABELS["bayes"]
+) -> plt.Figure:
     """Rows: prompts (evaluation set, sequence, observed pairs); columns: checkpoints. The
     PFN's bar-distribution density of y at the prompt's query beside the exact predictives
-    under the Gaussian prior and (finite M) the pool prior, with KL(exact || PFN) in each panel."""
+    under the Gaussian prior, (under another true prior) the true prior and (finite M) the
+    pool prior, with KL(exact || PFN) in each panel."""
     _style()
+    exact = [name for name in ("gaussian", "bayes", "pool") if f"density_{name}" in density.columns]
+    styles = _moment_matched(_reference_styles(bayes_label), exact)
+    short = {"gaussian": "Gauss", "bayes": "Bayes", "pool": "pool"}
     keys = ["tasks", "sequence", "prompt_length"]
     prompt_list = list(
         density[keys].drop_duplicates().sort_values(keys, ascending=[False, True, True]).itertuples(index=False)
@@ -388,8 +488,7 @@ def predictive_density_figure(density: pd.DataFrame, kl: pd.DataFrame, pool_size
     fig, axes = plt.subplots(
         len(prompt_list), len(steps), figsize=(2.8 * len(steps), 1.9 * len(prompt_list)), squeeze=False
     )
-    lines = [("model", COLORS["model"], "-", "PFN"), ("gaussian", COLORS["ridge"], "--", "exact, Gaussian prior"),
-             ("pool", COLORS["dmmse"], ":", "exact, pool prior")]  # fmt: skip
+    lines = [("model", COLORS["model"], "-", "PFN"), *((name, *styles[name]) for name in exact)]
     for row, (tasks, sequence, length) in enumerate(prompt_list):
         at_prompt = density[
             (density.tasks == tasks) & (density.sequence == sequence) & (density.prompt_length == length)
@@ -397,7 +496,7 @@ def predictive_density_figure(density: pd.DataFrame, kl: pd.DataFrame, pool_size
         for col, step in enumerate(steps):
             ax = axes[row, col]
             curve = at_prompt[at_prompt.step == step]
-            shown = curve[["density_model", "density_gaussian", "density_pool"]].max(axis=1)
+            shown = curve[[f"density_{name}" for name, *_ in lines]].max(axis=1)
             visible = curve.y[shown > 1e-3 * shown.max()]
             for name, color, ls, label in lines:
                 if curve[f"density_{name}"].notna().any():
@@ -407,9 +506,9 @@ def predictive_density_figure(density: pd.DataFrame, kl: pd.DataFrame, pool_size
                 (kl.tasks == tasks) & (kl.sequence == sequence) & (kl.prompt_length == length) & (kl.step == step)
             ]
             text = "\n".join(
-                f"KL({'Gauss' if prior == 'gaussian' else 'pool'}) {row_kl[f'kl_{prior}'].iloc[0]:.3f}"
-                for prior in ("gaussian", "pool")
-                if row_kl[f"kl_{prior}"].notna().all()
+                f"KL({short[name]}) {row_kl[f'kl_{name}'].iloc[0]:.3f}"
+                for name in exact
+                if row_kl[f"kl_{name}"].notna().all()
             )
             ax.text(0.02, 0.97, text, transform=ax.transAxes, va="top", fontsize=6)
             if col == 0:

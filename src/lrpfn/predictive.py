@@ -5,7 +5,9 @@ the same sequence (so the query is drawn once, with the evaluation set's seed). 
 the PFN's predictive is its bar distribution (:class:`lrpfn.buckets.BarDistribution`); the
 exact predictives are Gaussian mixtures over y: one component under the Gaussian prior
 (ridge), one per pool task under the pool prior (dMMSE, weights = the posterior over the
-pool). :func:`kl_divergence` integrates ``KL(exact || PFN)`` numerically: Gauss-Legendre
+pool), one per prior component under a Gaussian-mixture true prior (SPEC §10; then
+'gaussian' is the Gaussian with the prior's mean and covariance, 'bayes' the true prior).
+:func:`kl_divergence` integrates ``KL(exact || PFN)`` numerically: Gauss-Legendre
 nodes on pieces split at every bucket border, where the bar density has its kinks, and no
 wider than half the narrowest component's standard deviation, so both integrands are
 smooth on each piece.
@@ -24,9 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .bayes import LOG_2PI
+from .bayes import LOG_2PI, mixture_posterior
 from .buckets import BarDistribution
 from .model import PFN
+from .priors import GaussianMixture
 from .tasks import Batch
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
@@ -92,6 +95,16 @@ def pool_predictive(
     )
 
 
+def prior_predictive(
+    x: torch.Tensor, y: torch.Tensor, query: torch.Tensor, prior: GaussianMixture, noise_var: float
+) -> Mixture:
+    """Posterior predictive of y at ``query`` under a Gaussian-mixture prior given pairs x (L, D),
+    y (L,): per component ``N(query·mu_c, query^T S_c query + noise_var)``, posterior weights."""
+    log_w, means, covs = mixture_posterior(x.unsqueeze(0), y.unsqueeze(0), prior, noise_var)
+    query = query.double()
+    return Mixture(log_w[0], means[0] @ query, noise_var + torch.einsum("i,cij,j->c", query, covs[0], query))
+
+
 def quadrature(bar: BarDistribution, exact: Mixture) -> tuple[torch.Tensor, torch.Tensor]:
     """Nodes and weights for integrals against ``exact`` over its span, split at the bucket
     borders and into pieces no wider than half the narrowest component's sd."""
@@ -148,9 +161,18 @@ def prompts(eval_sets: dict[str, Batch], n_prompts: int, lengths: list[int]) -> 
     return out
 
 
-def exact_predictives(prompt: Prompt, pool: torch.Tensor | None, noise_var: float) -> dict[str, Mixture]:
-    """The exact predictives at a prompt: 'gaussian' always, 'pool' for a finite pool."""
-    out = {"gaussian": gaussian_predictive(prompt.x, prompt.y, prompt.query, noise_var)}
+def exact_predictives(
+    prompt: Prompt, pool: torch.Tensor | None, noise_var: float, prior: GaussianMixture | None = None
+) -> dict[str, Mixture]:
+    """The exact predictives at a prompt: 'gaussian' always (N(0, I), or the moment-matched
+    Gaussian of a true ``prior``), 'bayes' under a true ``prior``, 'pool' for a finite pool."""
+    if prior is None:
+        out = {"gaussian": gaussian_predictive(prompt.x, prompt.y, prompt.query, noise_var)}
+    else:
+        out = {
+            name: prior_predictive(prompt.x, prompt.y, prompt.query, p, noise_var)
+            for name, p in (("gaussian", prior.moment_matched()), ("bayes", prior))
+        }
     if pool is not None:
         out["pool"] = pool_predictive(prompt.x, prompt.y, prompt.query, pool, noise_var)
     return out
@@ -173,7 +195,12 @@ def density_grid(bar: BarDistribution, logits: list[torch.Tensor], exact: list[M
 
 
 def compare(
-    models: dict[int, PFN], bar: BarDistribution, all_prompts: list[Prompt], pool: torch.Tensor | None, noise_var: float
+    models: dict[int, PFN],
+    bar: BarDistribution,
+    all_prompts: list[Prompt],
+    pool: torch.Tensor | None,
+    noise_var: float,
+    prior: GaussianMixture | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per prompt and checkpoint (``models``: step -> PFN of one run, sharing ``bar``): the KL
     divergence from each exact predictive to the PFN's and the moments of each; and the
@@ -182,14 +209,14 @@ def compare(
     rows, curves = [], []
     for prompt in all_prompts:
         key = {"tasks": prompt.tasks, "sequence": prompt.sequence, "prompt_length": prompt.length}
-        exact = exact_predictives(prompt, pool, noise_var)
+        exact = exact_predictives(prompt, pool, noise_var, prior)
         on_nodes = {}
-        for prior, mixture in exact.items():
+        for name, mixture in exact.items():
             nodes, weights = quadrature(bar, mixture)
-            on_nodes[prior] = (nodes, weights, mixture.log_density(nodes))
+            on_nodes[name] = (nodes, weights, mixture.log_density(nodes))
         logits = {step: prompt_logits(model.eval(), prompt).double() for step, model in models.items()}
         grid = density_grid(bar, list(logits.values()), list(exact.values()))
-        exact_density = {f"density_{prior}": m.log_density(grid).exp().numpy() for prior, m in exact.items()}
+        exact_density = {f"density_{name}": m.log_density(grid).exp().numpy() for name, m in exact.items()}
         for step, step_logits in logits.items():
             row = (
                 {"step": step}
@@ -200,9 +227,9 @@ def compare(
                     "model_sd": bar.variance(step_logits).sqrt().item(),
                 }
             )
-            for prior, mixture in exact.items():
-                row[f"kl_{prior}"] = _kl(*on_nodes[prior], bar, step_logits)
-                row[f"mean_{prior}"], row[f"sd_{prior}"] = mixture.mean, math.sqrt(mixture.variance)
+            for name, mixture in exact.items():
+                row[f"kl_{name}"] = _kl(*on_nodes[name], bar, step_logits)
+                row[f"mean_{name}"], row[f"sd_{name}"] = mixture.mean, math.sqrt(mixture.variance)
             rows.append(row)
             model_density = bar.log_prob(step_logits, grid).exp().numpy()
             curves.append(

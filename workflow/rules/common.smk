@@ -43,6 +43,17 @@ EXECUTION = execution_config(config)
 # not the default N(0, I): results of configs without a prior keep their params (no rerun).
 PRIOR = task_prior(config)
 PRIOR_PARAMS = {"prior": PRIOR} if PRIOR else {}
+# Under a prior the resampling statistics also read the implied prior's mass near zero,
+# with a threshold from the least-squares noise of a path.
+STATS_PRIOR_PARAMS = (
+    PRIOR_PARAMS
+    | {
+        "noise_var": config["noise_var"],
+        "path_length": config["resample"]["path_length"],
+    }
+    if PRIOR
+    else {}
+)
 
 
 wildcard_constraints:

@@ -31,6 +31,8 @@ rule plot_task_diversity:
     localrule: True
     conda:
         "../../envs/lrpfn.yaml"
+    params:
+        **PRIOR_PARAMS,
     script:
         "../scripts/plot_task_diversity.py"
 
@@ -74,6 +76,7 @@ rule plot_implied_prior:
     conda:
         "../../envs/lrpfn.yaml"
     params:
+        **PRIOR_PARAMS,
         dim=config["dim"],
         n_dims=config["resample"]["plot_dims"],
         seed=SEEDS[0],
@@ -97,6 +100,8 @@ rule plot_posterior:
     localrule: True
     conda:
         "../../envs/lrpfn.yaml"
+    params:
+        **PRIOR_PARAMS,
     script:
         "../scripts/plot_posterior.py"
 
@@ -117,6 +122,7 @@ rule plot_in_context:
     conda:
         "../../envs/lrpfn.yaml"
     params:
+        **PRIOR_PARAMS,
         context_length=config["context_length"],
     script:
         "../scripts/plot_in_context.py"
@@ -142,6 +148,7 @@ rule plot_posterior_marginals:
     conda:
         "../../envs/lrpfn.yaml"
     params:
+        **PRIOR_PARAMS,
         n_dims=config["resample"]["plot_dims"],
         seed=SEEDS[0],
     script:
@@ -165,6 +172,7 @@ rule plot_predictive_density:
     conda:
         "../../envs/lrpfn.yaml"
     params:
+        **PRIOR_PARAMS,
         seed=SEEDS[0],
     script:
         "../scripts/plot_predictive_density.py"

@@ -44,12 +44,12 @@ rule resample_reference:
         mem_mb=2000,
         runtime=30,
     params:
+        **PRIOR_PARAMS,
         settings=resample_settings(
             "n_paths", "path_length", "prefix_length", "n_prefixes", "seed"
         ),
         dim=config["dim"],
         noise_var=config["noise_var"],
-        **PRIOR_PARAMS,
     script:
         "../scripts/resample_reference.py"
 
@@ -73,6 +73,7 @@ rule resample_stats:
         mem_mb=2000,
         runtime=20,
     params:
+        **STATS_PRIOR_PARAMS,
         settings=resample_settings("prefix_length", "n_prefixes"),
         dim=config["dim"],
     script:

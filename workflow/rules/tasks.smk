@@ -10,9 +10,9 @@ rule pool:
     conda:
         "../../envs/lrpfn.yaml"
     params:
+        **PRIOR_PARAMS,
         dim=config["dim"],
         seed=config["task_seed"],
-        **PRIOR_PARAMS,
     script:
         "../scripts/pool.py"
 
@@ -33,12 +33,12 @@ rule eval_set:
     conda:
         "../../envs/lrpfn.yaml"
     params:
+        **PRIOR_PARAMS,
         dim=config["dim"],
         context_length=config["context_length"],
         noise_var=config["noise_var"],
         n_sequences=config["eval"]["n_sequences"],
         seed=config["eval"]["seed"],
-        **PRIOR_PARAMS,
     script:
         "../scripts/eval_set.py"
 
@@ -50,9 +50,9 @@ use rule eval_set as eval_set_long with:
         f"{RESULTS}/logs/tasks/eval_long_{{tasks}}.log",
     localrule: True
     params:
+        **PRIOR_PARAMS,
         dim=config["dim"],
         context_length=config["eval"]["extrapolate_to"],
         noise_var=config["noise_var"],
         n_sequences=config["eval"]["n_sequences"],
         seed=config["eval"]["seed"],
-        **PRIOR_PARAMS,

@@ -2,6 +2,7 @@
 
 import torch
 
+from lrpfn import priors
 from lrpfn.checkpoint import load_checkpoint
 from lrpfn.io import write_parquet
 from lrpfn.logs import log_to
@@ -19,7 +20,8 @@ with log_to(snakemake.log[0]):
     checkpoints = [load_checkpoint(path, run=p.run) for path in inp.checkpoints]
     models = {ckpt.step: ckpt.model for ckpt in checkpoints}
     # Every checkpoint of a run holds the borders of its run config: one bar serves them all.
-    tables = compare(models, checkpoints[-1].bar, all_prompts, pool, p.noise_var)
+    prior = priors.of_run(p.run.get("prior"), p.run["dim"])
+    tables = compare(models, checkpoints[-1].bar, all_prompts, pool, p.noise_var, prior)
     for frame, path in zip(tables, (snakemake.output.kl, snakemake.output.density), strict=True):
         frame.insert(0, "seed", int(wc.seed))
         frame.insert(0, "pool_size", wc.M)

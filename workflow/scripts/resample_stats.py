@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from lrpfn.implied import statistics, targets_from_files
+from lrpfn.implied import near_zero_threshold, statistics, targets_from_files
 from lrpfn.io import read_parquet, write_parquet
 from lrpfn.logs import log_to
 from lrpfn.tasks import read_pool
@@ -13,7 +13,11 @@ with log_to(snakemake.log[0]):
     pool = None if wc.M == "inf" else read_pool(inp.pool, p.dim, size=int(wc.M))
     all_targets = targets_from_files(inp.eval_true, inp.eval_pool, wc.M, s["n_prefixes"], s["prefix_length"])
     samples = pd.concat([read_parquet(f) for f in inp.samples], ignore_index=True)
-    table = statistics(samples, read_parquet(inp.reference), all_targets, pool)
+    prior = p.get("prior")
+    near_zero = None
+    if prior is not None and prior["kind"] == "spike_slab":
+        near_zero = near_zero_threshold(p.noise_var, p.path_length, p.dim)
+    table = statistics(samples, read_parquet(inp.reference), all_targets, pool, near_zero)
     table.insert(0, "seed", int(wc.seed))
     table.insert(0, "pool_size", wc.M)
     write_parquet(table, snakemake.output[0])

@@ -112,9 +112,10 @@ def spike_slab(dim: int, p_zero: float, slab_var: float) -> GaussianMixture:
         raise ValueError(f"spike-and-slab needs 0 <= p_zero < 1 and slab_var > 0, got {p_zero}, {slab_var}")
     supports = torch.tensor(list(itertools.product([0.0, 1.0], repeat=dim)), dtype=torch.float64)
     if p_zero == 0:
-        supports = supports[-1:]  # the all-ones support carries all the mass
+        supports = supports[-1:]  # the all-ones support carries all the mass: N(0, slab_var I)
     active = supports.sum(-1)
-    log_weights = (dim - active) * _log(p_zero) + active * math.log1p(-p_zero)
+    zeros = (dim - active) * math.log(p_zero) if p_zero > 0 else torch.zeros_like(active)
+    log_weights = zeros + active * math.log1p(-p_zero)
     return GaussianMixture(
         torch.log_softmax(log_weights, 0),
         torch.zeros(len(supports), dim, dtype=torch.float64),
@@ -171,7 +172,3 @@ def bayes_name(prior: dict | None) -> str:
     if prior is None or prior["kind"] == "gaussian":
         return "ridge"
     return {"spike_slab": "Bayes (spike-and-slab)", "mixture": "Bayes (mixture)"}[prior["kind"]]
-
-
-def _log(p: float) -> float:
-    return math.log(p) if p > 0 else -math.inf

@@ -175,7 +175,7 @@ def task_diversity_figure(
             _mark_thresholds(ax, thresholds)
         axes[row, 2].legend(fontsize=7, title="checkpoint", title_fontsize=7)
     axes[0, 0].set_title("MSE/D")
-    target = "ridge (the true prior)" if generalising == "ridge" else f"{labels['bayes']} (the true prior)"
+    target = "ridge (the true prior)" if generalising == "ridge" else f"{labels['bayes']}, the true prior's predictor"
     fig.suptitle(f"Task diversity: the PFN moves from dMMSE (memorising the pool) to {target}")
     fig.tight_layout()
     return fig

@@ -137,32 +137,52 @@ def dmmse_posterior(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_
     return torch.softmax(log_w, dim=-1)
 
 
-def _mixture_scan(x: torch.Tensor, y: torch.Tensor, prior: GaussianMixture, noise_var: float):
-    """Sequential pass over positions (SPEC §10), float64: per position the components of
-    the mixture predictive of ``y_i`` — normalised log weights, means and variances, each
-    (B, K, C).
+class MixturePosterior:
+    """The posterior of w under a Gaussian-mixture prior, for B sequences at once, one pair at
+    a time (SPEC §10), float64: normalised log weights (B, C), component means (B, C, D) and
+    covariances (B, C, D, D), starting from the prior.
 
-    Per component the predictive of ``y_i`` at ``x_i`` is ``N(x_i·mu_c, x_i^T S_c x_i +
-    noise_var)``. After ``y_i`` is observed each weight is multiplied by its component's
-    density of ``y_i`` (before that component's own update) and renormalised in log space,
-    and each component takes its rank-one update.
+    Per component the predictive of the next y at x is ``N(x·mu_c, x^T S_c x + noise_var)``.
+    When y is observed each weight is multiplied by its component's density of y (before that
+    component's own update) and renormalised in log space, and each component takes its
+    rank-one update.
     """
-    batch, length, dim = x.shape
-    n_comp = prior.n_components
-    log_w = prior.log_weights.to(x.device).expand(batch, n_comp).clone()
-    mu = prior.means.to(x.device).expand(batch, n_comp, dim).clone()
-    cov = prior.covariances.to(x.device).expand(batch, n_comp, dim, dim).clone()
-    out = torch.empty(3, batch, length, n_comp, dtype=torch.float64, device=x.device)
-    for i in range(length):
-        xi, yi = x[:, i], y[:, i].unsqueeze(-1)
-        cov_x = torch.einsum("bcij,bj->bci", cov, xi)
-        comp_mean = torch.einsum("bci,bi->bc", mu, xi)
-        comp_var = noise_var + torch.einsum("bci,bi->bc", cov_x, xi)
-        out[0, :, i], out[1, :, i], out[2, :, i] = log_w, comp_mean, comp_var
-        log_w = torch.log_softmax(log_w - gaussian_nll(yi, comp_mean, comp_var), -1)
+
+    def __init__(self, prior: GaussianMixture, noise_var: float, batch: int, device=None):
+        n_comp, dim = prior.n_components, prior.dim
+        self.noise_var = noise_var
+        self.log_weights = prior.log_weights.to(device).expand(batch, n_comp).clone()
+        self.means = prior.means.to(device).expand(batch, n_comp, dim).clone()
+        self.covariances = prior.covariances.to(device).expand(batch, n_comp, dim, dim).clone()
+
+    def predictive(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """At inputs x (B, D): ``S_c x`` (B, C, D), and each component's predictive mean and variance (B, C)."""
+        cov_x = torch.einsum("bcij,bj->bci", self.covariances, x)
+        mean = torch.einsum("bci,bi->bc", self.means, x)
+        return cov_x, mean, self.noise_var + torch.einsum("bci,bi->bc", cov_x, x)
+
+    def observe(self, x: torch.Tensor, y: torch.Tensor, predictive: tuple | None = None) -> None:
+        """Condition on the pairs (x, y), (B, D) and (B,); ``predictive`` is :meth:`predictive`
+        at x when the caller has it already."""
+        cov_x, comp_mean, comp_var = self.predictive(x) if predictive is None else predictive
+        y = y.unsqueeze(-1)
+        self.log_weights = torch.log_softmax(self.log_weights - gaussian_nll(y, comp_mean, comp_var), -1)
         gain = cov_x / comp_var.unsqueeze(-1)
-        mu = mu + gain * (yi - comp_mean).unsqueeze(-1)
-        cov = cov - comp_var[..., None, None] * gain.unsqueeze(-1) * gain.unsqueeze(-2)
+        self.means = self.means + gain * (y - comp_mean).unsqueeze(-1)
+        self.covariances = self.covariances - comp_var[..., None, None] * gain.unsqueeze(-1) * gain.unsqueeze(-2)
+
+
+def _mixture_scan(x: torch.Tensor, y: torch.Tensor, prior: GaussianMixture, noise_var: float):
+    """Sequential pass over positions, float64: per position the components of the mixture
+    predictive of ``y_i`` (:class:`MixturePosterior` after the pairs before i) — normalised
+    log weights, means and variances, each (B, K, C)."""
+    batch, length, _ = x.shape
+    posterior = MixturePosterior(prior, noise_var, batch, x.device)
+    out = torch.empty(3, batch, length, prior.n_components, dtype=torch.float64, device=x.device)
+    for i in range(length):
+        predictive = posterior.predictive(x[:, i])
+        out[0, :, i], out[1, :, i], out[2, :, i] = posterior.log_weights, predictive[1], predictive[2]
+        posterior.observe(x[:, i], y[:, i], predictive)
     return out[0], out[1], out[2]
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .bayes import gaussian_nll
+from .bayes import MixturePosterior
 from .buckets import BarDistribution
 from .model import PFN
 from .priors import GaussianMixture
@@ -202,28 +202,21 @@ def resample_exact(
 
 def _mixture_sampler(prior: GaussianMixture, noise_var: float, n_paths: int, generator, device):
     """``update(x, y)`` and ``draw_y(x)`` of the exact predictive under a Gaussian-mixture prior,
-    one posterior per path: log weights (B, C), component means (B, C, D), covariances (B, C, D, D)."""
-    n_comp, dim = prior.n_components, prior.dim
-    log_w = prior.log_weights.to(device).expand(n_paths, n_comp).clone()
-    mean = prior.means.to(device).expand(n_paths, n_comp, dim).clone()
-    cov = prior.covariances.to(device).expand(n_paths, n_comp, dim, dim).clone()
-
-    def predictive(x):
-        cov_x = torch.einsum("bcij,bj->bci", cov, x)
-        return cov_x, torch.einsum("bci,bi->bc", mean, x), noise_var + torch.einsum("bci,bi->bc", cov_x, x)
+    one :class:`lrpfn.bayes.MixturePosterior` per path. A draw's predictive serves the update
+    at the same x that follows it."""
+    posterior = MixturePosterior(prior, noise_var, n_paths, device)
+    drawn = None  # (x, its predictive) of the last draw
 
     def update(x, y):
-        nonlocal log_w, mean, cov
-        cov_x, comp_mean, comp_var = predictive(x)
-        y = y.unsqueeze(-1)
-        log_w = torch.log_softmax(log_w - gaussian_nll(y, comp_mean, comp_var), -1)
-        gain = cov_x / comp_var.unsqueeze(-1)
-        mean = mean + gain * (y - comp_mean).unsqueeze(-1)
-        cov = cov - comp_var[..., None, None] * gain.unsqueeze(-1) * gain.unsqueeze(-2)
+        nonlocal drawn
+        posterior.observe(x, y, drawn[1] if drawn is not None and drawn[0] is x else None)
+        drawn = None
 
     def draw_y(x):
-        _, comp_mean, comp_var = predictive(x)
-        c = torch.multinomial(torch.softmax(log_w, -1), 1, generator=generator)
+        nonlocal drawn
+        drawn = (x, posterior.predictive(x))
+        _, comp_mean, comp_var = drawn[1]
+        c = torch.multinomial(torch.softmax(posterior.log_weights, -1), 1, generator=generator)
         noise = torch.randn(n_paths, generator=generator, device=device, dtype=torch.float64)
         return comp_mean.gather(-1, c).squeeze(-1) + comp_var.gather(-1, c).squeeze(-1).sqrt() * noise
 

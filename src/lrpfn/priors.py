@@ -75,10 +75,12 @@ class GaussianMixture:
             torch.zeros(1, dtype=torch.float64), self.mean().unsqueeze(0), self.covariance().unsqueeze(0)
         )
 
+    @functools.cached_property
     def factors(self) -> torch.Tensor:
         """``L_c`` with ``L_c L_c^T = Sigma_c`` (C, D, D): the square root of a diagonal
         covariance (so a spike-and-slab draw is exactly zero off its support), else the
-        eigen-factor, which also serves a singular covariance."""
+        eigen-factor, which also serves a singular covariance. Computed once per prior, not
+        per batch of draws."""
         cov = self.covariances
         diagonal = torch.diagonal(cov, dim1=-2, dim2=-1)
         if torch.equal(torch.diag_embed(diagonal), cov):
@@ -92,7 +94,7 @@ class GaussianMixture:
         cumulative = torch.cumsum(self.weights, 0)
         component = torch.searchsorted(cumulative, uniforms.double() * cumulative[-1], right=True)
         component = component.clamp(max=self.n_components - 1)
-        return self.means[component] + torch.einsum("nij,nj->ni", self.factors()[component], normals.double())
+        return self.means[component] + torch.einsum("nij,nj->ni", self.factors[component], normals.double())
 
 
 def gaussian(dim: int) -> GaussianMixture:

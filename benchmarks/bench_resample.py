@@ -18,6 +18,7 @@ import torch
 
 from lrpfn.buckets import BarDistribution, prior_borders
 from lrpfn.model import PFN, ModelConfig
+from lrpfn.priors import StandardGaussian
 from lrpfn.resample import draw_inputs, resample_model, resample_reencode
 
 
@@ -78,7 +79,7 @@ def main():
         d_mlp=args.d_mlp,
     )
     model = PFN(config).to(device).eval()
-    bar = BarDistribution(prior_borders(args.buckets, args.dim, 0.25)).to(device)
+    bar = BarDistribution(prior_borders(args.buckets, 0.25, StandardGaussian(args.dim))).to(device)
     print(f"# {config}, B={args.paths}, device={device}, threads={args.threads}")
     print(f"{'N':>5} {'cached s':>9} {'cached samples/s':>17} {'cached s/step':>13} {'peak +MB':>8} "
           f"{'reencode s':>10} {'reencode samples/s':>19} {'peak +MB':>8} {'speed-up':>8}")  # fmt: skip

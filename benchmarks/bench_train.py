@@ -19,6 +19,7 @@ import torch
 from lrpfn.buckets import BarDistribution, prior_borders
 from lrpfn.config import ModelConfig, TrainConfig
 from lrpfn.model import PFN
+from lrpfn.priors import StandardGaussian
 from lrpfn.tasks import sample_batch
 from lrpfn.train import Stepper, make_optimizer
 
@@ -58,7 +59,8 @@ def main():
     )
     torch.manual_seed(0)
     model = PFN(config).to(device)
-    bar = BarDistribution(prior_borders(args.buckets, args.dim, args.noise_var)).to(device)
+    prior = StandardGaussian(args.dim)
+    bar = BarDistribution(prior_borders(args.buckets, args.noise_var, prior)).to(device)
     train_config = TrainConfig(
         steps=1, batch_size=args.batch_size, lr=1e-3, warmup=0.0, checkpoints=1, precision=args.precision
     )
@@ -68,7 +70,7 @@ def main():
     generator = torch.Generator(device=device if args.draw_on == "device" else "cpu").manual_seed(0)
 
     def step():  # what one step of lrpfn.train.train does
-        batch = sample_batch(args.batch_size, args.context_length, args.dim, args.noise_var, None, generator)
+        batch = sample_batch(args.batch_size, args.context_length, args.noise_var, prior, generator)
         return stepper(batch.to(device), 1e-3)
 
     for _ in range(args.warmup):

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 import yaml
-from snakemake.utils import validate
 
-from lrpfn.config import SCHEMA, check_experiment, complete, run_config
+from lrpfn import priors
+from lrpfn.config import prepare, run_config
 from lrpfn.train import Stepper, build, learning_rate, make_optimizer, training_batch
 
 
@@ -36,10 +36,7 @@ def experiment(path: str, settings: list[str]) -> dict:
         for section in sections:
             target = target.setdefault(section, {})
         target[name] = yaml.safe_load(value)
-    validate(config, str(SCHEMA))
-    complete(config)
-    check_experiment(config)
-    return config
+    return prepare(config)
 
 
 def screen(config: dict, pool_size: str, seed: int, stop: int, window: int) -> list[float]:
@@ -48,11 +45,12 @@ def screen(config: dict, pool_size: str, seed: int, stop: int, window: int) -> l
     if run.pool_size != float("inf"):
         raise SystemExit("the screen trains on the true prior only (--pool-size inf)")
     model, bar = build(run)
+    tasks = priors.of_run(run)
     stepper = Stepper(model, bar, make_optimizer(model, run.train), run.train)
     generator = torch.Generator().manual_seed(run.seed)
     losses = []
     for step in range(1, stop + 1):
-        losses.append(stepper(training_batch(run, step, None, generator), learning_rate(step, run.train)).item())
+        losses.append(stepper(training_batch(run, step, tasks, generator), learning_rate(step, run.train)).item())
     return [statistics.fmean(losses[i : i + window]) for i in range(0, stop, window)]
 
 

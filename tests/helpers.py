@@ -1,5 +1,6 @@
 """Running the workflow from tests: the test config in a temporary folder."""
 
+import copy
 import re
 import shutil
 import subprocess
@@ -7,6 +8,9 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from lrpfn import layout
+from lrpfn.config import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = yaml.safe_load((REPO / "configs/test.yaml").read_text())
@@ -69,51 +73,21 @@ def new_workdir(tmp_path_factory, name: str, config: dict = TEST_CONFIG) -> Path
     return workdir
 
 
-def expected_outputs() -> list[str]:
-    """Every file the test config's pipeline writes, relative to its results folder."""
-    steps = [20, 40]  # 40 steps, 2 checkpoints
-    files = [f"tasks/pool_M{m}.parquet" for m in (1, 4)]
-    files += [f"tasks/eval{long}_{t}.parquet" for t in ("M1", "M4", "true") for long in ("", "_long")]
-    for m in ("1", "4", "inf"):
-        files.append(f"runs/M{m}_seed0/log.parquet")
-        files += [f"runs/M{m}_seed0/step_{s:07d}.pt" for s in steps]
-        files += [f"eval/M{m}_seed0/step_{s:07d}{kind}.parquet" for s in steps for kind in ("", "_sequences")]
-        files.append(f"eval/M{m}_seed0/step_{steps[-1]:07d}_in_context.parquet")
-        files += [f"predictive/M{m}_seed0{kind}.parquet" for kind in ("", "_density")]
-        files += [f"resample/M{m}_seed0/step_{s:07d}.parquet" for s in steps]
-        files += [f"resample/M{m}_reference.parquet", f"resample/M{m}_seed0_stats.parquet"]
-    for m in ("1", "4"):  # shorter-budget runs (thresholds.short_budget: 0.5): 20 steps, checkpoints at 10 and 20
-        files += [f"short_budget/runs/M{m}_seed0/step_{s:07d}.pt" for s in (10, 20)]
-        files.append(f"short_budget/runs/M{m}_seed0/log.parquet")
-        files += [f"short_budget/eval/M{m}_seed0/step_0000020{kind}.parquet" for kind in ("", "_sequences")]
-    tables = (
-        "metrics",
-        "summary",
-        "sequences",
-        "closeness",
-        "budget_effect",
-        "thresholds",
-        "train_log",
-        "resample_stats",
-        "posterior_marginals",
-        "in_context",
-        "predictive",
-    )
-    files += [f"tables/{t}.parquet" for t in tables]
-    figures = [
-        "mask",
-        "task_diversity",
-        "losses",
-        "posterior",
-        "in_context",
-        *(
-            f"{name}_M{m}"
-            for name in ("implied_prior", "posterior_marginals", "predictive_density")
-            for m in ("1", "4", "inf")
-        ),
-    ]
-    files += [f"figures/{f}.{e}" for f in figures for e in ("png", "pdf")]
-    return files
+def experiment(config: dict = TEST_CONFIG) -> dict:
+    """``config`` over config.yaml, as the workflow reads it (merged, defaults, checked)."""
+
+    def merge(base: dict, over: dict) -> dict:
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        return out
+
+    return prepare(merge(yaml.safe_load((REPO / "config.yaml").read_text()), copy.deepcopy(config)))
+
+
+def expected_outputs(config: dict = TEST_CONFIG) -> list[str]:
+    """Every file the pipeline writes on ``config``, relative to its results folder."""
+    return layout.outputs(experiment(config))
 
 
 def slow_training_config() -> dict:

@@ -7,6 +7,7 @@ from scipy.special import logsumexp
 
 from lrpfn import bayes
 from lrpfn.bayes import dmmse_nll, dmmse_posterior, dmmse_predictive, ridge_nll, ridge_posterior, ridge_predictive
+from lrpfn.priors import Pool, StandardGaussian
 from lrpfn.tasks import master_pool, sample_batch
 
 
@@ -43,7 +44,7 @@ def slow_dmmse(x, y, pool, noise_var):
 
 @pytest.fixture
 def data():
-    batch = sample_batch(6, 9, 3, 0.25, None, torch.Generator().manual_seed(0))
+    batch = sample_batch(6, 9, 0.25, StandardGaussian(3), torch.Generator().manual_seed(0))
     return batch.x.double(), batch.y.double()
 
 
@@ -81,7 +82,7 @@ def test_dmmse_matches_slow_mixture(data, monkeypatch, chunk_elements):
     monkeypatch.setattr(bayes, "_CHUNK_ELEMENTS", chunk_elements)
     monkeypatch.setattr(bayes, "_MIN_POOL_CHUNK", 1)
     x, y = data
-    pool = master_pool(37, 3, seed=2).double()
+    pool = master_pool(37, 2, StandardGaussian(3)).double()
     ref_mean, ref_nll = slow_dmmse(x.numpy(), y.numpy(), pool.numpy(), 0.25)
     np.testing.assert_allclose(dmmse_predictive(x, y, pool, 0.25).numpy(), ref_mean, rtol=0, atol=1e-8)
     np.testing.assert_allclose(dmmse_nll(x, y, pool, 0.25).numpy(), ref_nll, rtol=0, atol=1e-8)
@@ -104,8 +105,8 @@ def test_dmmse_is_safe_far_from_every_task():
 
 
 def test_dmmse_posterior_concentrates_on_the_true_task():
-    pool = master_pool(64, 4, seed=3)
-    batch = sample_batch(32, 32, 4, 0.25, pool, torch.Generator().manual_seed(1))
+    pool = master_pool(64, 3, StandardGaussian(4))
+    batch = sample_batch(32, 32, 0.25, Pool(pool), torch.Generator().manual_seed(1))
     pi = dmmse_posterior(batch.x, batch.y, pool, 0.25)
     torch.testing.assert_close(pi.sum(-1), torch.ones(32, dtype=torch.float64))
     assert torch.equal(pi.argmax(-1), batch.task)
@@ -115,7 +116,7 @@ def test_ridge_predictive_is_calibrated():
     # Under the Gaussian prior, (y - mean)/sd is exactly N(0, 1) at every position.
     # A posterior covariance missing its noise_var factor fails this at noise_var != 1.
     noise_var = 0.1
-    batch = sample_batch(4000, 12, 3, noise_var, None, torch.Generator().manual_seed(4))
+    batch = sample_batch(4000, 12, noise_var, StandardGaussian(3), torch.Generator().manual_seed(4))
     mean, var = ridge_predictive(batch.x, batch.y, noise_var)
     z2 = ((batch.y.double() - mean.double()) ** 2 / var.double()).flatten()
     # E z^2 = 1, Var z^2 = 2: standard error sqrt(2/n).
@@ -128,7 +129,7 @@ def test_ridge_predictive_is_calibrated():
 def test_ridge_posterior_recovers_w_as_k_grows():
     errors = []
     for k in (4, 64, 1024):
-        batch = sample_batch(200, k, 4, 0.25, None, torch.Generator().manual_seed(k))
+        batch = sample_batch(200, k, 0.25, StandardGaussian(4), torch.Generator().manual_seed(k))
         mu, cov = ridge_posterior(batch.x, batch.y, 0.25)
         err = ((mu - batch.w.double()) ** 2).sum(-1)
         # Bayes: E ||mu - w||^2 = E tr(S_n); check the mean against it (4 standard errors).

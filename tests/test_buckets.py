@@ -7,13 +7,14 @@ import torch
 from scipy import integrate, special, stats
 
 from lrpfn.buckets import BarDistribution, prior_borders
+from lrpfn.priors import StandardGaussian
 
 N_BUCKETS = 16
 
 
 @pytest.fixture(scope="module")
 def borders():
-    return prior_borders(N_BUCKETS, dim=4, noise_var=0.25, seed=0, n_samples=1 << 18)
+    return prior_borders(N_BUCKETS, noise_var=0.25, prior=StandardGaussian(4), seed=0, n_samples=1 << 18)
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +248,7 @@ def test_bad_borders_are_rejected():
     with pytest.raises(ValueError):
         BarDistribution(torch.tensor([0.0, 1.0, 1.0, 2.0]))
     with pytest.raises(ValueError):
-        prior_borders(1, 4, 0.25)
+        prior_borders(1, 0.25, StandardGaussian(4))
 
 
 @pytest.mark.gpu

@@ -5,7 +5,9 @@ import pandas as pd
 import torch
 
 from lrpfn.compare import against_samples, nearest_atom_distance
+from lrpfn.exact import Ridge, distinct, references
 from lrpfn.implied import REPLICAS, Target, reference_samples, sample_frame, statistics, targets
+from lrpfn.priors import Pool, StandardGaussian
 from lrpfn.resample import Resampled, draw_inputs, least_squares, resample_exact
 from lrpfn.tasks import eval_set, master_pool
 
@@ -32,27 +34,34 @@ def test_nearest_atom_distance_matches_brute_force():
 
 
 def test_targets_and_statistics_of_the_exact_sampler_against_itself():
-    pool = master_pool(3, 2, seed=0)
-    eval_sets = {"true": eval_set(4, 8, 2, 0.25, None, seed=0), "pool": eval_set(4, 8, 2, 0.25, pool, seed=1)}
+    pool = master_pool(3, 0, StandardGaussian(2))
+    eval_sets = {
+        "true": eval_set(4, 8, 0.25, StandardGaussian(2), seed=0),
+        "pool": eval_set(4, 8, 0.25, Pool(pool), seed=1),
+    }
     all_targets = targets(eval_sets, n_prefixes=2, prefix_length=3)
     assert [(t.kind, t.tasks, t.prefix) for t in all_targets] == [
         ("prior", "", -1),
         ("posterior", "true", 0), ("posterior", "true", 1),
         ("posterior", "pool", 0), ("posterior", "pool", 1),
     ]  # fmt: skip
-    ref = reference_samples(pool, 0.25, 2, all_targets, 500, 8, seed=3)
-    assert ref.groupby(["prior", "replica"]).size().to_dict() == {
-        (p, r): 500 * 5 for p in ("gaussian", "pool") for r in range(REPLICAS)
+    # Under N(0, I) ridge is the true prior's Bayes predictor: one Gaussian reference, 'bayes'.
+    predictors = distinct(references(StandardGaussian(2), Pool(pool), 0.25))
+    assert list(predictors) == ["bayes", "dmmse"]
+    ref = reference_samples(predictors, 2, all_targets, 500, 8, seed=3)
+    assert ref.groupby(["reference", "replica"]).size().to_dict() == {
+        (p, r): 500 * 5 for p in ("bayes", "dmmse") for r in range(REPLICAS)
     }
     # An exact pool-prior sampler stands in for a model at step 100: replica 1 itself.
-    other = ref[(ref.prior == "pool") & (ref.replica == 1)].drop(columns=["prior", "replica"]).assign(step=100)
+    on_dmmse = (ref.reference == "dmmse") & (ref.replica == 1)
+    other = ref[on_dmmse].drop(columns=["reference", "replica"]).assign(step=100)
     table = statistics(other, ref, all_targets, pool)
     assert len(table) == len(all_targets) * 2 * 2  # targets x references x dims
-    pool_ref, gauss_ref = table[table.reference == "pool"], table[table.reference == "gaussian"]
+    pool_ref, gauss_ref = table[table.reference == "dmmse"], table[table.reference == "bayes"]
 
     # Against its own prior's reference it is one of the floor's replicas ...
     def replica(r):
-        return ref[(ref.prior == "pool") & (ref.replica == r) & (ref.kind == "prior")][["w_0", "w_1"]].to_numpy()
+        return ref[(ref.reference == "dmmse") & (ref.replica == r) & (ref.kind == "prior")][["w_0", "w_1"]].to_numpy()
 
     floor = [against_samples(replica(r), replica(0)).energy for r in range(1, REPLICAS)]
     prior_row = pool_ref[pool_ref.kind == "prior"]
@@ -91,9 +100,11 @@ def test_an_exact_resampler_in_the_models_place_sits_within_the_floor_and_a_wron
     # z = (energy - floor) / floor_sd ranged over -1.6..2.9 per (target, dim), |mean| <= 0.7;
     # the predictive with 1.5x variance gave z >= 3.7 per (target, dim) and a mean >= 8.2.
     noise_var, n_paths, path_length, seed = 0.25, 2000, 16, 0
-    batch = eval_set(1, 8, 2, noise_var, None, seed=0)
+    batch = eval_set(1, 8, noise_var, StandardGaussian(2), seed=0)
     all_targets = [Target("prior", "", -1, None, None), Target("posterior", "true", 0, batch.x[0, :3], batch.y[0, :3])]
-    ref = reference_samples(None, noise_var, 2, all_targets, n_paths, path_length, seed)
+    predictors = distinct(references(StandardGaussian(2), None, noise_var))
+    assert list(predictors) == ["bayes"]
+    ref = reference_samples(predictors, 2, all_targets, n_paths, path_length, seed)
     exact, wrong = [], []
     for target in all_targets:
         n = 0 if target.x is None else target.x.shape[0]
@@ -101,7 +112,7 @@ def test_an_exact_resampler_in_the_models_place_sits_within_the_floor_and_a_wron
         prefix_y = torch.zeros(0) if target.y is None else target.y
         inputs = draw_inputs(n_paths, path_length - n, 2, torch.Generator().manual_seed(seed))  # the same x
         y_stream = torch.Generator().manual_seed(seed + 1 + REPLICAS)  # a replica beyond the floor's
-        exact.append(sample_frame(target, resample_exact(None, noise_var, inputs, target.x, target.y, y_stream)))
+        exact.append(sample_frame(target, resample_exact(Ridge(2, noise_var), inputs, target.x, target.y, y_stream)))
         bad = inflated_gaussian_resampler(noise_var, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(99), 1.5)
         wrong.append(sample_frame(target, bad))
     z = {}

@@ -1,32 +1,37 @@
 """The config layer: torch-free, one set of defaults, science apart from execution."""
 
 import copy
+import re
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import pytest
 import yaml
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 from lrpfn.config import (
     SCHEMA,
+    ConfigError,
     ExecutionConfig,
+    PriorConfig,
+    RunConfig,
     TrainConfig,
+    check_experiment,
     complete,
     execution_config,
+    prepare,
     resampled_steps,
     run_config,
+    task_prior,
 )
 
-from helpers import REPO
+from helpers import REPO, TEST_CONFIG
 
 
 def filled(config: dict) -> dict:
-    """The config as the Snakefile sees it: schema defaults, then the derived ones."""
-    config = copy.deepcopy(config)
-    validate(config, str(SCHEMA))
-    return complete(config)
+    """The config as the Snakefile sees it: schema defaults and checks, then the derived defaults."""
+    return prepare(copy.deepcopy(config))
 
 
 @pytest.fixture
@@ -40,8 +45,8 @@ def test_the_config_layer_imports_no_torch():
 
 
 def test_unset_keys_take_the_schemas_defaults_and_so_do_the_dataclasses(default):
-    # Strip every key that has a schema default: Snakemake's validation fills them in, and the
-    # run config built from that equals the dataclasses' own defaults.
+    # Strip every key that has a schema default: prepare fills them in, and the run config
+    # built from that equals the dataclasses' own defaults.
     stripped = copy.deepcopy(default)
     for key in ("decay", "weight_decay", "save_every", "device", "threads"):
         stripped["train"].pop(key, None)
@@ -82,3 +87,151 @@ def test_resampled_steps_are_the_last_checkpoints(default):
     assert resampled_steps(config) == [125, 250, 500, 1000]  # 1000 / 2^j, the last 4 of 6
     default["resample"]["checkpoints"] = 2
     assert resampled_steps(filled(default)) == [500, 1000]
+
+
+# --- one validation path: prepare ----------------------------------------------------------------
+
+
+def snakemake_filled(config: dict) -> dict:
+    """The config as the Snakefile used to see it: Snakemake's schema validation (which fills
+    the schema's defaults), then the derived defaults and the checks across keys."""
+    config = copy.deepcopy(config)
+    validate(config, str(SCHEMA))
+    complete(config)
+    check_experiment(config)
+    return config
+
+
+def merged_test_config(default: dict) -> dict:
+    """configs/test.yaml merged over config.yaml, as the workflow tests' Snakemake runs see it."""
+    update_config(default, copy.deepcopy(TEST_CONFIG))
+    return default
+
+
+@pytest.mark.parametrize("which", ["default", "test merged over default", "test alone"])
+def test_prepare_fills_the_schema_defaults_as_snakemakes_validation_did(default, which):
+    config = {
+        "default": default,
+        "test merged over default": merged_test_config(copy.deepcopy(default)),
+        "test alone": copy.deepcopy(TEST_CONFIG),
+    }[which]
+    assert filled(config) == snakemake_filled(config)
+    # ... also where every key with a schema default is unset.
+    stripped = copy.deepcopy(config)
+    for key in ("decay", "weight_decay", "save_every", "device", "threads"):
+        stripped["train"].pop(key, None)
+    assert filled(stripped) == snakemake_filled(stripped)
+    assert filled(stripped)["train"]["device"] == "auto"
+
+
+def test_prepare_fills_in_place_and_returns_the_config(default):
+    config = copy.deepcopy(default)
+    assert prepare(config) is config
+    assert config == snakemake_filled(default)
+
+
+@pytest.mark.parametrize(
+    ("prior", "key"),
+    [
+        ({"kind": "laplace"}, "prior.kind"),
+        ({"kind": "spike_slab", "p_zero": 1, "slab_var": 1}, "prior.p_zero"),
+        ({"kind": "spike_slab", "p_zero": 0.5, "slab_var": 0}, "prior.slab_var"),
+    ],
+)
+def test_check_experiment_alone_refuses_what_the_schema_refuses(default, prior, key):
+    # A complete config, valid but for its prior, checked without any schema validation before.
+    config = filled(default)
+    config["prior"] = prior
+    with pytest.raises(ConfigError, match=f"^{re.escape(key)}: "):
+        check_experiment(config)
+    # ... and prepare refuses it the same way.
+    config = copy.deepcopy(default)
+    config["prior"] = prior
+    with pytest.raises(ConfigError, match=f"^{re.escape(key)}: "):
+        prepare(config)
+
+
+def test_check_experiment_names_an_unknown_prior_kind(default):
+    config = filled(default)
+    config["prior"] = {"kind": "laplace"}
+    with pytest.raises(ConfigError, match=r"^prior\.kind: unknown prior kind 'laplace'"):
+        check_experiment(config)
+
+
+def test_check_experiment_accepts_a_valid_prior(default):
+    config = filled(default)
+    config["prior"] = {"kind": "spike_slab", "p_zero": 0.5, "slab_var": 2.0}
+    check_experiment(config)
+    assert task_prior(config) == PriorConfig("spike_slab", (("p_zero", 0.5), ("slab_var", 2.0)))
+
+
+@pytest.mark.parametrize("device", ["cuda:1", "cuda:0", "cuda", "cpu", "auto"])
+def test_a_numbered_cuda_device_passes_the_schema(default, device):
+    before = execution_config(filled(default))
+    default["train"]["device"] = device
+    config = filled(default)
+    assert execution_config(config) == replace(before, device=device)
+    assert ExecutionConfig(device=device).device == device
+
+
+@pytest.mark.parametrize("device", ["mps", "cuda:", "cuda:x", "cuda1", "cuda:0:1"])
+def test_the_schema_refuses_other_devices(default, device):
+    default["train"]["device"] = device
+    with pytest.raises(ConfigError, match=r"^train\.device: "):
+        filled(default)
+
+
+# --- the task prior as a typed config ------------------------------------------------------------
+
+PRIORS = [
+    {"kind": "gaussian"},
+    {"kind": "spike_slab", "p_zero": 0.5, "slab_var": 2.0},
+    {"kind": "mixture", "n_components": 3, "separation": 2.0, "cluster_var": 0.25, "seed": 7},
+]
+
+
+@pytest.mark.parametrize("prior", PRIORS, ids=lambda p: p["kind"])
+def test_prior_config_round_trips_through_its_dict(prior):
+    config = PriorConfig.from_dict(prior)
+    assert config.kind == prior["kind"]
+    assert config.to_dict() == prior
+    assert PriorConfig.from_dict(config.to_dict()) == config
+    assert config.parameters == {k: v for k, v in prior.items() if k != "kind"}
+
+
+def test_prior_config_takes_its_parameters_in_the_schemas_order():
+    # The same prior written in another key order is the same config (and the same hash).
+    written = {"slab_var": 2.0, "kind": "spike_slab", "p_zero": 0.5}
+    assert PriorConfig.from_dict(written) == PriorConfig.from_dict(PRIORS[1])
+    assert list(PriorConfig.from_dict(written).to_dict()) == ["kind", "p_zero", "slab_var"]
+
+
+def test_prior_config_is_hashable():
+    a, b = (PriorConfig.from_dict(dict(PRIORS[1])) for _ in range(2))
+    assert a is not b and a == b and hash(a) == hash(b)
+    by_config = {PriorConfig.from_dict(p): p["kind"] for p in PRIORS}
+    assert len(by_config) == len(PRIORS)
+    assert by_config[b] == "spike_slab"
+    assert {PriorConfig(), PriorConfig.from_dict(None), PriorConfig.from_dict({"kind": "gaussian"})} == {PriorConfig()}
+
+
+def test_the_default_prior_is_gaussian_and_leaves_a_runs_identity_as_it_was(default):
+    assert PriorConfig.from_dict(None) == PriorConfig() == task_prior(default)
+    assert PriorConfig().is_default
+    config = filled(default)
+    run = run_config(config, "16", 0)
+    assert run.prior == PriorConfig()
+    assert "prior" not in run.to_dict()
+    assert RunConfig.from_dict(run.to_dict()) == run
+
+
+@pytest.mark.parametrize("prior", PRIORS[1:], ids=lambda p: p["kind"])
+def test_a_runs_prior_is_part_of_its_identity_and_round_trips(default, prior):
+    base = run_config(filled(default), "16", 0)
+    default["prior"] = copy.deepcopy(prior)
+    run = run_config(filled(default), "16", 0)
+    assert run.prior == PriorConfig.from_dict(prior)
+    assert not run.prior.is_default
+    assert run.to_dict()["prior"] == prior
+    assert run.to_dict() != base.to_dict()
+    assert RunConfig.from_dict(run.to_dict()) == run

@@ -11,6 +11,7 @@ from lrpfn.buckets import BarDistribution, prior_borders
 from lrpfn.config import ExecutionConfig, ModelConfig, RunConfig, TrainConfig
 from lrpfn.io import load_torch
 from lrpfn.model import PFN
+from lrpfn.priors import Pool, StandardGaussian
 from lrpfn.resample import draw_inputs, resample_model
 from lrpfn.tasks import master_pool, sample_batch
 from lrpfn.train import Stepper, build, make_optimizer, train
@@ -35,7 +36,7 @@ def test_forward_on_cuda_matches_cpu():
     model = PFN(CONFIG)
     for p in model.parameters():  # a trained-looking model: the zero-initialised head would hide errors
         torch.nn.init.normal_(p, std=0.1)
-    batch = sample_batch(32, 12, 4, 0.25, None, torch.Generator().manual_seed(1))
+    batch = sample_batch(32, 12, 0.25, StandardGaussian(4), torch.Generator().manual_seed(1))
     expected = model(batch.x, batch.y)
     got = model.to("cuda")(batch.x.cuda(), batch.y.cuda()).cpu()
     torch.testing.assert_close(got, expected, atol=2e-4, rtol=2e-4)
@@ -44,7 +45,7 @@ def test_forward_on_cuda_matches_cpu():
 def test_a_cuda_run_sees_the_batches_of_a_cpu_run(tmp_path):
     # Batches are drawn on the CPU for every device: the same run on the GPU starts from the
     # same weights and the same data, so its losses follow the CPU run's up to float rounding.
-    run, pool = run_config(steps=40), master_pool(16, 4, seed=0)
+    run, pool = run_config(steps=40), master_pool(16, 0, StandardGaussian(4))
     train(run, pool, tmp_path / "cpu", ExecutionConfig(device="cpu"), progress=False)
     train(run, pool, tmp_path / "cuda", CUDA, progress=False)
     cpu, cuda = (pd.read_parquet(tmp_path / d / "log.parquet").loss.to_numpy() for d in ("cpu", "cuda"))
@@ -53,7 +54,7 @@ def test_a_cuda_run_sees_the_batches_of_a_cpu_run(tmp_path):
 
 
 def test_a_run_saved_on_the_cpu_resumes_on_the_gpu(tmp_path, monkeypatch):
-    run, pool = run_config(steps=40), master_pool(16, 4, seed=0)
+    run, pool = run_config(steps=40), master_pool(16, 0, StandardGaussian(4))
     train(run, pool, tmp_path / "clean", ExecutionConfig(device="cpu"), progress=False)
     real_sample, calls = train_module.sample_batch, {"n": 0}
 
@@ -81,8 +82,8 @@ def test_training_steps_never_wait_for_the_device():
     model.cuda(), bar.to("cuda")
     stepper = Stepper(model, bar, make_optimizer(model, run.train), run.train)
     generator = torch.Generator().manual_seed(0)
-    pool = master_pool(16, 4, seed=0)
-    batches = [sample_batch(64, 12, 4, 0.25, pool, generator).to("cuda") for _ in range(6)]
+    pool = master_pool(16, 0, StandardGaussian(4))
+    batches = [sample_batch(64, 12, 0.25, Pool(pool), generator).to("cuda") for _ in range(6)]
     stepper(batches[0], 1e-3)  # lazy initialisation may sync once
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -94,8 +95,8 @@ def test_training_steps_never_wait_for_the_device():
 
 @pytest.mark.parametrize("precision, compile", [("float32", False), ("bfloat16", False), ("bfloat16", True)])
 def test_training_on_cuda_learns_the_pool(tmp_path, precision, compile):
-    run = run_config(precision=precision)
-    train(run, master_pool(16, 4, seed=0), tmp_path, ExecutionConfig(device="cuda", compile=compile), progress=False)
+    run, pool = run_config(precision=precision), master_pool(16, 0, StandardGaussian(4))
+    train(run, pool, tmp_path, ExecutionConfig(device="cuda", compile=compile), progress=False)
     loss = pd.read_parquet(tmp_path / "log.parquet").loss
     # A 16-task pool is memorised quickly: the NLL falls far below that of the first steps.
     assert loss.iloc[-50:].mean() < loss.iloc[:10].mean() - 0.5
@@ -106,7 +107,7 @@ def test_cached_resampling_on_cuda_matches_cpu_in_distribution():
     model = PFN(CONFIG)
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.1)
-    bar = BarDistribution(prior_borders(CONFIG.n_buckets, 4, 0.25))
+    bar = BarDistribution(prior_borders(CONFIG.n_buckets, 0.25, StandardGaussian(4)))
     inputs = draw_inputs(4000, 8, 4, torch.Generator().manual_seed(3))
     cpu = resample_model(model, bar, inputs, generator=torch.Generator().manual_seed(4)).y
     cuda_model, cuda_bar = PFN(CONFIG).cuda(), BarDistribution(bar.borders).to("cuda")

@@ -6,9 +6,11 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from lrpfn.bayes import dmmse_nll, dmmse_predictive, ridge_nll, ridge_predictive
+from lrpfn import bayes
+from lrpfn.bayes import NormalMixture, dmmse_nll, dmmse_predictive, ridge_nll, ridge_predictive
 from lrpfn.buckets import BarDistribution, prior_borders
 from lrpfn.config import ModelConfig
+from lrpfn.exact import references
 from lrpfn.model import PFN
 from lrpfn.predictive import (
     compare,
@@ -18,42 +20,51 @@ from lrpfn.predictive import (
     prompt_logits,
     prompts,
 )
+from lrpfn.priors import Pool, StandardGaussian
 from lrpfn.tasks import eval_set, master_pool
 
 DIM, NOISE_VAR = 2, 0.1
+GAUSSIAN = StandardGaussian(DIM)
+
+
+def pool_of(size: int, seed: int) -> torch.Tensor:
+    return master_pool(size, seed, GAUSSIAN)
 
 
 @pytest.fixture(scope="module")
 def bar():
-    return BarDistribution(prior_borders(32, DIM, NOISE_VAR, seed=0))
+    return BarDistribution(prior_borders(32, NOISE_VAR, GAUSSIAN, seed=0))
 
 
 def test_exact_predictives_are_the_oracles_at_the_prompts_position():
-    pool = master_pool(16, DIM, seed=1)
-    batch = eval_set(3, 8, DIM, NOISE_VAR, pool, seed=2)
+    pool = pool_of(16, seed=1)
+    batch = eval_set(3, 8, NOISE_VAR, Pool(pool), seed=2)
     ridge_mean, ridge_var = ridge_predictive(batch.x.double(), batch.y.double(), NOISE_VAR)
     dmmse_mean = dmmse_predictive(batch.x.double(), batch.y.double(), pool, NOISE_VAR)
     ridge_loss = ridge_nll(batch.x.double(), batch.y.double(), NOISE_VAR)
     dmmse_loss = dmmse_nll(batch.x.double(), batch.y.double(), pool, NOISE_VAR)
+    predictors = references(GAUSSIAN, Pool(pool), NOISE_VAR)
     for prompt in prompts({"pool": batch}, 3, [0, 1, 5, 7]):
-        exact = exact_predictives(prompt, pool, NOISE_VAR)
+        exact = exact_predictives(prompt, predictors)
+        # Under N(0, I) ridge is the Bayes predictor: one predictive serves both roles.
+        assert set(exact) == {"ridge", "bayes", "dmmse"} and exact["bayes"] is exact["ridge"]
         s, i, y = prompt.sequence, prompt.length, batch.y[prompt.sequence, prompt.length]
-        assert exact["gaussian"].mean == pytest.approx(ridge_mean[s, i].item(), abs=1e-10)
-        assert exact["gaussian"].variance == pytest.approx(ridge_var[s, i].item(), rel=1e-10)
-        assert exact["pool"].mean == pytest.approx(dmmse_mean[s, i].item(), abs=1e-10)
-        assert -exact["gaussian"].log_density(y).item() == pytest.approx(ridge_loss[s, i].item(), abs=1e-10)
-        assert -exact["pool"].log_density(y).item() == pytest.approx(dmmse_loss[s, i].item(), abs=1e-10)
+        assert float(exact["ridge"].mean) == pytest.approx(ridge_mean[s, i].item(), abs=1e-10)
+        assert float(exact["ridge"].variance) == pytest.approx(ridge_var[s, i].item(), rel=1e-10)
+        assert float(exact["dmmse"].mean) == pytest.approx(dmmse_mean[s, i].item(), abs=1e-10)
+        assert -exact["ridge"].log_density(y).item() == pytest.approx(ridge_loss[s, i].item(), abs=1e-10)
+        assert -exact["dmmse"].log_density(y).item() == pytest.approx(dmmse_loss[s, i].item(), abs=1e-10)
 
 
-@pytest.mark.parametrize("prior", ["gaussian", "pool"])
-def test_the_kl_to_the_own_discretisation_matches_an_independent_quadrature(bar, prior):
+@pytest.mark.parametrize("role", ["ridge", "dmmse"])
+def test_the_kl_to_the_own_discretisation_matches_an_independent_quadrature(bar, role):
     # The floor a perfect PFN would show: the exact predictive against its best bar
     # approximation (each bucket gets the exact mass), by this module's quadrature and by
     # scipy's adaptive quad between consecutive borders (and out to the span's ends).
-    pool = master_pool(8, DIM, seed=3)
-    batch = eval_set(2, 6, DIM, NOISE_VAR, pool, seed=4)
+    pool = pool_of(8, seed=3)
+    batch = eval_set(2, 6, NOISE_VAR, Pool(pool), seed=4)
     for prompt in prompts({"pool": batch}, 2, [0, 3]):
-        exact = exact_predictives(prompt, pool, NOISE_VAR)[prior]
+        exact = exact_predictives(prompt, references(GAUSSIAN, Pool(pool), NOISE_VAR))[role]
         logits = discretised_logits(exact, bar)
         ours = kl_divergence(exact, bar, logits)
 
@@ -73,12 +84,12 @@ def test_the_kl_to_the_own_discretisation_matches_an_independent_quadrature(bar,
 
 
 def test_the_best_bar_approximation_improves_with_more_buckets():
-    pool = master_pool(8, DIM, seed=3)
-    prompt = prompts({"pool": eval_set(1, 6, DIM, NOISE_VAR, pool, seed=4)}, 1, [3])[0]
-    exact = exact_predictives(prompt, pool, NOISE_VAR)["gaussian"]
+    pool = pool_of(8, seed=3)
+    prompt = prompts({"pool": eval_set(1, 6, NOISE_VAR, Pool(pool), seed=4)}, 1, [3])[0]
+    exact = exact_predictives(prompt, references(GAUSSIAN, Pool(pool), NOISE_VAR))["ridge"]
     floors = []
     for n in (16, 64, 256):
-        fine = BarDistribution(prior_borders(n, DIM, NOISE_VAR, seed=0))
+        fine = BarDistribution(prior_borders(n, NOISE_VAR, GAUSSIAN, seed=0))
         floors.append(kl_divergence(exact, fine, discretised_logits(exact, fine)))
     assert floors[0] > floors[1] > floors[2] > 0
 
@@ -90,13 +101,14 @@ def test_the_mean_kl_over_prior_prompts_is_the_expected_nll_gap(bar):
     # standard error. The model is a random PFN, far from ridge, so the KL is large.
     torch.manual_seed(0)
     model = PFN(ModelConfig(dim=DIM, n_buckets=32, d_model=16, n_layers=1, n_heads=2, d_mlp=16)).eval()
-    batch = eval_set(300, 6, DIM, NOISE_VAR, None, seed=5)
+    batch = eval_set(300, 6, NOISE_VAR, GAUSSIAN, seed=5)
     with torch.no_grad():
         logits = model(batch.x, batch.y).double()
     gaps = (-bar.log_prob(logits, batch.y.double()) - ridge_nll(batch.x.double(), batch.y.double(), NOISE_VAR)).ravel()
     kls = []
+    predictors = references(GAUSSIAN, None, NOISE_VAR)
     for prompt in prompts({"true": batch}, 300, list(range(6))):
-        exact = exact_predictives(prompt, None, NOISE_VAR)["gaussian"]
+        exact = exact_predictives(prompt, predictors)["ridge"]
         kls.append(kl_divergence(exact, bar, logits[prompt.sequence, prompt.length]))
     # Sequences are independent; positions within one are not: the SE is over sequence means.
     per_sequence = gaps.reshape(300, 6).mean(1)
@@ -108,7 +120,7 @@ def test_the_mean_kl_over_prior_prompts_is_the_expected_nll_gap(bar):
 def test_prompt_logits_are_the_full_forwards_at_the_query(bar):
     torch.manual_seed(1)
     model = PFN(ModelConfig(dim=DIM, n_buckets=32, d_model=16, n_layers=2, n_heads=2, d_mlp=16)).eval()
-    batch = eval_set(2, 7, DIM, NOISE_VAR, None, seed=6)
+    batch = eval_set(2, 7, NOISE_VAR, GAUSSIAN, seed=6)
     with torch.no_grad():
         full = model(batch.x, batch.y)
     for prompt in prompts({"true": batch}, 2, [0, 4, 6]):
@@ -118,14 +130,18 @@ def test_prompt_logits_are_the_full_forwards_at_the_query(bar):
 def test_compare_tables_integrate_to_one(bar):
     torch.manual_seed(2)
     model = PFN(ModelConfig(dim=DIM, n_buckets=32, d_model=16, n_layers=1, n_heads=2, d_mlp=16)).eval()
-    pool = master_pool(4, DIM, seed=7)
-    batch = eval_set(1, 6, DIM, NOISE_VAR, pool, seed=8)
-    table, density = compare({0: model}, bar, prompts({"pool": batch}, 1, [0, 2, 5]), pool, NOISE_VAR)
-    assert len(table) == 3 and (table[["kl_gaussian", "kl_pool"]] > 0).all().all()
+    pool = pool_of(4, seed=7)
+    batch = eval_set(1, 6, NOISE_VAR, Pool(pool), seed=8)
+    predictors = references(GAUSSIAN, Pool(pool), NOISE_VAR)
+    table, density = compare({0: model}, bar, prompts({"pool": batch}, 1, [0, 2, 5]), predictors)
+    assert len(table) == 3 and (table[["kl_ridge", "kl_bayes", "kl_dmmse"]] > 0).all().all()
+    # Under N(0, I) the ridge and Bayes roles are one predictor.
+    for name in ("kl", "mean", "sd"):
+        assert table[f"{name}_ridge"].equals(table[f"{name}_bayes"])
     for _, curve in density.groupby("prompt_length"):
         y = curve.y.to_numpy()
         h = y[1] - y[0]
-        for column in ("density_model", "density_gaussian", "density_pool"):
+        for column in ("density_model", "density_ridge", "density_bayes", "density_dmmse"):
             f = curve[column].to_numpy()
             # Trapezoid error: at most h/2 per unit of total variation for a piecewise smooth
             # density (the bar density jumps at bucket borders), plus the mass off the grid.
@@ -133,21 +149,69 @@ def test_compare_tables_integrate_to_one(bar):
             assert abs(np.trapezoid(f, y) - 1) < bound, column
     # The Gaussian-prior predictive at an empty prompt is N(0, |x|^2 + noise_var).
     first = table[table.prompt_length == 0].iloc[0]
-    assert first.sd_gaussian == pytest.approx(math.sqrt(first.query_norm**2 + NOISE_VAR), rel=1e-9)
-    assert stats.norm(0, first.sd_gaussian).pdf(0) > 0
+    assert first.sd_ridge == pytest.approx(math.sqrt(first.query_norm**2 + NOISE_VAR), rel=1e-9)
+    assert stats.norm(0, first.sd_ridge).pdf(0) > 0
 
 
 def test_mixture_density_is_the_same_in_chunks(monkeypatch):
-    from lrpfn import predictive
-
-    pool = master_pool(64, DIM, seed=9)
-    prompt = prompts({"pool": eval_set(1, 4, DIM, NOISE_VAR, pool, seed=10)}, 1, [2])[0]
-    mixture = exact_predictives(prompt, pool, NOISE_VAR)["pool"]
+    pool = pool_of(64, seed=9)
+    prompt = prompts({"pool": eval_set(1, 4, NOISE_VAR, Pool(pool), seed=10)}, 1, [2])[0]
+    mixture = exact_predictives(prompt, references(GAUSSIAN, Pool(pool), NOISE_VAR))["dmmse"]
     y = torch.linspace(-6, 6, 1001)
     whole = mixture.log_density(y)
-    monkeypatch.setattr(predictive, "_CHUNK_ELEMENTS", 64 * 7)  # 7 values of y per chunk
+    monkeypatch.setattr(bayes, "_CHUNK_Y", 64 * 7)  # 7 values of y per chunk
     torch.testing.assert_close(mixture.log_density(y), whole, rtol=0, atol=0)
     # and a density: it integrates to one over its span
     lo, hi = mixture.span()
     grid = torch.linspace(lo, hi, 20001, dtype=torch.float64)
     assert torch.trapezoid(mixture.log_density(grid).exp(), grid).item() == pytest.approx(1, abs=1e-9)
+
+
+def test_mixture_variance_is_free_of_cancellation():
+    # Two unit-variance components at 1e8 and 1e8 + 1, equal weights: variance 1 + 1/4.
+    mixture = NormalMixture(
+        torch.full((1, 2), math.log(0.5), dtype=torch.float64),
+        torch.tensor([[1e8, 1e8 + 1]], dtype=torch.float64),
+        torch.ones(1, 2, dtype=torch.float64),
+    )
+    assert float(mixture.mean) == pytest.approx(1e8 + 0.5, rel=1e-15)
+    assert float(mixture.variance) == pytest.approx(1.25, rel=1e-12)
+    # The cancelling form E[y^2] - E[y]^2 of the same mixture loses it: both terms are near
+    # 1e16, where float64 values are 2 apart, so their difference is even.
+    second_moment = (mixture.log_weights.exp() * (mixture.variances + mixture.means**2)).sum(-1)
+    assert abs(float(second_moment - mixture.mean**2) - 1.25) >= 0.75
+
+
+MIXTURES = {  # normalised weights, means, variances
+    "one component": ([1.0], [0.3], [2.0]),
+    "three components": ([0.2, 0.5, 0.3], [-2.0, 0.5, 3.0], [0.25, 1.0, 0.04]),
+}
+
+
+@pytest.mark.parametrize("name", MIXTURES)
+def test_mixture_log_prob_cdf_and_sample_agree(name):
+    weights, means, variances = (torch.tensor(v, dtype=torch.float64) for v in MIXTURES[name])
+    single = NormalMixture(weights.log()[None], means[None], variances[None])
+
+    def at(y: float) -> torch.Tensor:
+        return torch.tensor([y], dtype=torch.float64)
+
+    # The cdf is the integral of exp(log_prob) (scipy's adaptive quadrature), from beyond the
+    # span's lower end, through the components, to beyond its upper end.
+    lo, hi = single.span()
+    edges = [lo, -3.0, -2.0, 0.0, 0.6, 3.0, 4.0, hi]
+    assert float(single.cdf(at(lo))) < 1e-30 and float(single.cdf(at(hi))) == pytest.approx(1, abs=1e-15)
+    for a, b in itertools.pairwise(edges):
+        mass = integrate.quad(lambda t: single.log_prob(at(t)).exp().item(), a, b, epsabs=1e-13, epsrel=1e-10)[0]
+        assert float(single.cdf(at(b)) - single.cdf(at(a))) == pytest.approx(mass, rel=1e-9, abs=1e-12), (a, b)
+    # One draw from each of n copies of the mixture: the cdf at the draws is uniform. A KS
+    # p-value below 1e-3 is a false alarm at rate 1e-3; with n = 20000 it detects a cdf off by
+    # more than 1.95 / sqrt(n) = 0.014 somewhere, as for the draws against a mixture with 1.5x
+    # the variances (p-values of 5e-17 and below).
+    n = 20000
+    batch = NormalMixture(weights.log().expand(n, -1), means.expand(n, -1), variances.expand(n, -1))
+    draws = batch.sample(torch.Generator().manual_seed(13))
+    assert draws.shape == (n,) and draws.dtype == torch.float64
+    assert stats.kstest(batch.cdf(draws).numpy(), "uniform").pvalue > 1e-3
+    wider = NormalMixture(batch.log_weights, batch.means, 1.5 * batch.variances)
+    assert stats.kstest(wider.cdf(draws).numpy(), "uniform").pvalue < 1e-6

@@ -9,11 +9,10 @@ import pytest
 import torch
 from scipy import stats
 from scipy.special import logsumexp
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 from lrpfn import priors
 from lrpfn.bayes import (
+    MixturePosterior,
     dmmse_nll,
     dmmse_posterior,
     dmmse_predictive,
@@ -24,7 +23,8 @@ from lrpfn.bayes import (
     ridge_posterior,
     ridge_predictive,
 )
-from lrpfn.config import SCHEMA, ConfigError, check_experiment, complete, run_config, task_prior
+from lrpfn.config import ConfigError, PriorConfig, prepare, run_config, task_prior
+from lrpfn.exact import MixtureBayes, Ridge
 from lrpfn.resample import draw_inputs, least_squares, resample_exact
 from lrpfn.tasks import master_pool, sample_batch
 
@@ -48,7 +48,8 @@ def make_prior(kind: str, dim: int) -> priors.GaussianMixture:
 
 
 def sequences(n: int, length: int, dim: int, seed: int, prior=None) -> tuple[torch.Tensor, torch.Tensor]:
-    batch = sample_batch(n, length, dim, NOISE_VAR, None, torch.Generator().manual_seed(seed), prior=prior)
+    tasks = priors.StandardGaussian(dim) if prior is None else prior
+    batch = sample_batch(n, length, NOISE_VAR, tasks, torch.Generator().manual_seed(seed))
     return batch.x.double(), batch.y.double()
 
 
@@ -77,7 +78,7 @@ def test_one_standard_normal_component_is_ridge(dim):
 
 @pytest.mark.parametrize("dim", [1, 3])
 def test_point_masses_are_dmmse(dim):
-    pool = master_pool(12, dim, seed=dim)
+    pool = master_pool(12, dim, priors.StandardGaussian(dim))
     prior = priors.pool_prior(pool)
     x, y = sequences(6, 10, dim, seed=10 + dim, prior=prior)
     mean, var, nll = mixture_predictive(x, y, prior, NOISE_VAR)
@@ -98,6 +99,38 @@ def test_point_masses_are_dmmse(dim):
 # --- sequential engine vs closed-form posterior ----------------------------------------------
 
 
+def closed_form_posterior(
+    x: torch.Tensor, y: torch.Tensor, prior: priors.GaussianMixture, noise_var: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The posterior after all n pairs of each sequence, solved at once (slow and obvious),
+    float64: normalised log weights (B, C), means (B, C, D) and covariances (B, C, D, D).
+
+    Per component ``G_c = X Sigma_c X^T + noise_var I``, ``mu_c = m_c + Sigma_c X^T G_c^-1
+    (y - X m_c)``, ``S_c = Sigma_c - Sigma_c X^T G_c^-1 X Sigma_c`` and the weight
+    ``pi_c N(y; X m_c, G_c)``, normalised; every solve through the Cholesky factor of G_c,
+    which fails once G_c is singular to round-off (noise_var tiny against X Sigma_c X^T).
+    """
+    x, y = x.double(), y.double()
+    batch, n, _ = x.shape
+    means, covs = prior.means, prior.covariances
+    if n == 0:
+        return (
+            prior.log_weights.expand(batch, -1).clone(),
+            means.expand(batch, -1, -1).clone(),
+            covs.expand(batch, -1, -1, -1).clone(),
+        )
+    cov_xt = torch.einsum("cij,bnj->bcin", covs, x)  # Sigma_c X^T: (B, C, D, n)
+    gram = x.unsqueeze(1) @ cov_xt + noise_var * torch.eye(n, dtype=torch.float64)
+    chol = torch.linalg.cholesky(gram)
+    resid = y.unsqueeze(1) - torch.einsum("bnd,cd->bcn", x, means)  # (B, C, n)
+    alpha = torch.cholesky_solve(resid.unsqueeze(-1), chol).squeeze(-1)  # G_c^-1 (y - X m_c)
+    post_means = means + (cov_xt @ alpha.unsqueeze(-1)).squeeze(-1)
+    post_covs = covs - cov_xt @ torch.cholesky_solve(cov_xt.transpose(-1, -2), chol)
+    log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    log_evidence = -0.5 * (n * math.log(2 * math.pi) + log_det + (resid * alpha).sum(-1))
+    return torch.log_softmax(prior.log_weights + log_evidence, -1), post_means, post_covs
+
+
 def log_marginal(x: torch.Tensor, y: torch.Tensor, prior: priors.GaussianMixture) -> np.ndarray:
     """log p(y | X) = logsumexp_c [log pi_c + log N(y; X m_c, X Sigma_c X^T + noise_var I)] per sequence, by scipy."""
     out = []
@@ -112,13 +145,16 @@ def log_marginal(x: torch.Tensor, y: torch.Tensor, prior: priors.GaussianMixture
     return np.array(out)
 
 
-@pytest.mark.parametrize("kind, dim", [("spike_slab", 2), ("spike_slab", 3), ("mixture", 2), ("mixture", 3)])
+SEQUENTIAL_CASES = [("spike_slab", 2), ("spike_slab", 3), ("mixture", 2), ("mixture", 3)]
+
+
+@pytest.mark.parametrize("kind, dim", SEQUENTIAL_CASES)
 def test_sequential_predictive_equals_the_closed_form_posterior(kind, dim):
     prior = make_prior(kind, dim)
     x, y = sequences(4, 10, dim, seed=20 + dim, prior=prior)
     log_w, means, variances = mixture_components(x, y, prior, NOISE_VAR)
     for n in range(x.shape[1]):
-        post_log_w, post_means, post_covs = mixture_posterior(x[:, :n], y[:, :n], prior, NOISE_VAR)
+        post_log_w, post_means, post_covs = closed_form_posterior(x[:, :n], y[:, :n], prior, NOISE_VAR)
         x_next = x[:, n]
         assert_close(log_w[:, n].exp(), post_log_w.exp())
         assert_close(means[:, n], torch.einsum("bcd,bd->bc", post_means, x_next))
@@ -126,6 +162,62 @@ def test_sequential_predictive_equals_the_closed_form_posterior(kind, dim):
     # The chain rule: the per-position NLLs add up to minus the log marginal likelihood of all pairs.
     nll = mixture_predictive(x, y, prior, NOISE_VAR)[2]
     np.testing.assert_allclose(-nll.sum(-1).numpy(), log_marginal(x, y, prior), rtol=0, atol=EXACT)
+
+
+@pytest.mark.parametrize("kind, dim", SEQUENTIAL_CASES)
+def test_mixture_posterior_equals_the_closed_form_after_every_pair(kind, dim):
+    prior = make_prior(kind, dim)
+    x, y = sequences(4, 10, dim, seed=20 + dim, prior=prior)
+    state = MixturePosterior(prior, NOISE_VAR, x.shape[0])
+    for n in range(x.shape[1] + 1):
+        ref_log_w, ref_means, ref_covs = closed_form_posterior(x[:, :n], y[:, :n], prior, NOISE_VAR)
+        # The library's posterior after the first n pairs: in one call, and as the state that
+        # has observed them one at a time.
+        for log_w, means, covs in (
+            mixture_posterior(x[:, :n], y[:, :n], prior, NOISE_VAR),
+            (state.log_weights, state.means, state.covariances),
+        ):
+            assert_close(log_w.exp(), ref_log_w.exp())
+            assert_close(means, ref_means)
+            assert_close(covs, ref_covs)
+        if n < x.shape[1]:
+            state.observe(x[:, n], y[:, n])
+
+
+TINY_NOISE = 1e-15
+
+
+def noiseless_sequences(prior: priors.GaussianMixture, n: int, length: int, seed: int):
+    """float64 sequences from the prior with noise variance TINY_NOISE, and their tasks."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, length, prior.dim, generator=g, dtype=torch.float64)
+    uniforms = torch.rand(n, generator=g, dtype=torch.float64)
+    w = prior.draw(uniforms, torch.randn(n, prior.dim, generator=g, dtype=torch.float64))
+    noise = torch.randn(n, length, generator=g, dtype=torch.float64)
+    return x, torch.einsum("bkd,bd->bk", x, w) + math.sqrt(TINY_NOISE) * noise, w
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mixture_posterior_stays_finite_where_the_closed_form_fails(kind):
+    # n = 50 pairs in D = 3: X Sigma_c X^T has rank at most D, so n - D eigenvalues of G_c are
+    # noise_var = 1e-15, below the round-off of its O(1) entries, and its Cholesky factorisation
+    # fails (for some sequence of the batch, under either prior).
+    dim, length = 3, 50
+    prior = make_prior(kind, dim)
+    x, y, w = noiseless_sequences(prior, 16, length, seed=110)
+    with pytest.raises(torch.linalg.LinAlgError):
+        closed_form_posterior(x, y, prior, TINY_NOISE)
+    log_w, means, covs = mixture_posterior(x, y, prior, TINY_NOISE)
+    finite = torch.cat([log_w, means.flatten(1), covs.flatten(1)], -1).isfinite().all(-1)  # per sequence
+    assert finite.all(), f"non-finite posterior in {int((~finite).sum())} of 16 sequences"
+    assert_close(log_w.exp().sum(-1), torch.ones(16, dtype=torch.float64))
+    # Symmetric to a few float64 epsilons of the O(1) prior covariances the updates start from
+    # (the round-off of the updates; measured at most 1.1e-16).
+    assert_close(covs, covs.transpose(-1, -2), atol=4 * torch.finfo(torch.float64).eps)
+    # Far more pairs than dimensions with noise sd 3e-8 pin w down: the posterior mean is the
+    # task to within a few noise sds (measured: at most 1.1e-8 on the sequences kept finite).
+    posterior_mean = torch.einsum("bc,bcd->bd", log_w.exp(), means)
+    assert_close(posterior_mean, w, atol=1e-6)
 
 
 # --- brute-force integration over w ---------------------------------------------------------
@@ -246,7 +338,8 @@ def test_exact_mixture_resampler_keeps_prefix_and_inputs_and_follows_its_generat
     inputs = draw_inputs(64, 12, 3, torch.Generator().manual_seed(41))
 
     def run(seed):
-        return resample_exact(prior, NOISE_VAR, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(seed))
+        generator = torch.Generator().manual_seed(seed)
+        return resample_exact(MixtureBayes(prior, NOISE_VAR), inputs, prefix_x, prefix_y, generator)
 
     out, again, other = run(42), run(42), run(43)
     assert out.x.shape == (64, n_prefix + 12, 3) and out.y.shape == (64, n_prefix + 12)
@@ -295,7 +388,7 @@ def test_exact_mixture_resampling_samples_the_implied_prior_and_posterior(kind, 
     prior = make_prior(kind, dim)
     prefix_x, prefix_y = prefix_of(prior, n_prefix, seed=50)
     inputs = draw_inputs(n_paths, 30, dim, torch.Generator().manual_seed(51))
-    out = resample_exact(prior, NOISE_VAR, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(52))
+    out = resample_exact(MixtureBayes(prior, NOISE_VAR), inputs, prefix_x, prefix_y, torch.Generator().manual_seed(52))
     # w_hat's exact law given each path's inputs (least-squares noise included): uniform PITs.
     # A KS p-value below 1e-3 is a false alarm at rate 1e-3 per direction.
     for u in directions(dim):
@@ -320,8 +413,9 @@ def test_one_gaussian_component_resamples_like_the_gaussian_sampler(n_prefix):
     gaussian = priors.gaussian(dim)
     prefix_x, prefix_y = prefix_of(gaussian, n_prefix, seed=60)
     inputs = draw_inputs(n_paths, 30, dim, torch.Generator().manual_seed(61))
-    mixed = resample_exact(gaussian, NOISE_VAR, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(62))
-    plain = resample_exact(None, NOISE_VAR, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(63))
+    mixture, ridge = MixtureBayes(gaussian, NOISE_VAR), Ridge(dim, NOISE_VAR)
+    mixed = resample_exact(mixture, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(62))
+    plain = resample_exact(ridge, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(63))
     # Two independent samples of one law: two-sample KS, false alarm 1e-3 per dimension and step.
     for d in range(dim):
         assert stats.ks_2samp(mixed.w_hat[:, d].numpy(), plain.w_hat[:, d].numpy()).pvalue > 1e-3, d
@@ -346,7 +440,7 @@ def test_every_resampled_y_is_a_draw_from_the_engines_predictive(kind, dim, n_pr
     prior = make_prior(kind, dim)
     prefix_x, prefix_y = prefix_of(prior, n_prefix, seed=70)
     inputs = draw_inputs(n_paths, n_steps, dim, torch.Generator().manual_seed(71))
-    out = resample_exact(prior, NOISE_VAR, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(72))
+    out = resample_exact(MixtureBayes(prior, NOISE_VAR), inputs, prefix_x, prefix_y, torch.Generator().manual_seed(72))
     pit = predictive_pit(out.x, out.y, prior, NOISE_VAR)[:, n_prefix:]
     # Per step, a KS test of n_paths PITs; Bonferroni over the steps: family-wise false alarm 1e-3.
     p_values = [stats.kstest(pit[:, t], "uniform").pvalue for t in range(n_steps)]
@@ -401,28 +495,28 @@ def assert_mixture_draws(w: torch.Tensor, prior: priors.GaussianMixture) -> None
 @pytest.mark.parametrize("kind", KINDS)
 def test_master_pools_under_a_prior_are_nested_and_differ_from_the_default(kind):
     prior = make_prior(kind, 3)
-    small = master_pool(10, 3, 5, prior)
+    small = master_pool(10, 5, prior)
     assert small.dtype == torch.float32 and small.shape == (10, 3)
-    assert torch.equal(small, master_pool(1000, 3, 5, prior)[:10])
-    assert not torch.equal(small, master_pool(10, 3, 5))
-    assert not torch.equal(small, master_pool(10, 3, 6, prior))
+    assert torch.equal(small, master_pool(1000, 5, prior)[:10])
+    assert not torch.equal(small, master_pool(10, 5, priors.StandardGaussian(3)))
+    assert not torch.equal(small, master_pool(10, 6, prior))
 
 
-def test_master_pool_without_a_prior_is_the_plain_normal_draw():
+def test_master_pool_under_the_default_prior_is_the_plain_normal_draw():
     expected = np.random.default_rng(7).standard_normal((50, 3)).astype(np.float32)
-    assert torch.equal(master_pool(50, 3, 7), torch.from_numpy(expected))
+    assert torch.equal(master_pool(50, 7, priors.StandardGaussian(3)), torch.from_numpy(expected))
 
 
 def test_master_pool_draws_follow_the_prior():
-    assert_spike_slab_draws(master_pool(20000, 3, 8, make_prior("spike_slab", 3)))
+    assert_spike_slab_draws(master_pool(20000, 8, make_prior("spike_slab", 3)))
     prior = make_prior("mixture", 2)
-    assert_mixture_draws(master_pool(20000, 2, 9, prior), prior)
+    assert_mixture_draws(master_pool(20000, 9, prior), prior)
 
 
 def test_true_prior_batches_draw_tasks_from_the_prior():
     n, k, dim = 20000, 2, 3
     prior = make_prior("spike_slab", dim)
-    batch = sample_batch(n, k, dim, NOISE_VAR, None, torch.Generator().manual_seed(80), prior=prior)
+    batch = sample_batch(n, k, NOISE_VAR, prior, torch.Generator().manual_seed(80))
     assert batch.w.dtype == torch.float32 and batch.w.shape == (n, dim)
     assert torch.all(batch.task == -1)
     torch.testing.assert_close(batch.target, torch.einsum("bkd,bd->bk", batch.x, batch.w))
@@ -430,15 +524,15 @@ def test_true_prior_batches_draw_tasks_from_the_prior():
     assert abs(noise.var().item() - NOISE_VAR) < 4 * NOISE_VAR * math.sqrt(2 / noise.numel())
     assert_spike_slab_draws(batch.w)
     prior = make_prior("mixture", dim)
-    batch = sample_batch(n, k, dim, NOISE_VAR, None, torch.Generator().manual_seed(81), prior=prior)
+    batch = sample_batch(n, k, NOISE_VAR, prior, torch.Generator().manual_seed(81))
     assert_mixture_draws(batch.w, prior)
-    again = sample_batch(n, k, dim, NOISE_VAR, None, torch.Generator().manual_seed(81), prior=prior)
+    again = sample_batch(n, k, NOISE_VAR, prior, torch.Generator().manual_seed(81))
     assert torch.equal(batch.w, again.w) and torch.equal(batch.y, again.y)
 
 
-def test_batches_without_a_prior_keep_their_original_draws():
+def test_batches_under_the_default_prior_keep_their_original_draws():
     b, k, dim, noise_var = 5, 4, 3, 0.2
-    batch = sample_batch(b, k, dim, noise_var, None, torch.Generator().manual_seed(90))
+    batch = sample_batch(b, k, noise_var, priors.StandardGaussian(dim), torch.Generator().manual_seed(90))
     g = torch.Generator().manual_seed(90)
     x = torch.randn((b, k, dim), generator=g)
     w = torch.randn((b, dim), generator=g)
@@ -447,7 +541,7 @@ def test_batches_without_a_prior_keep_their_original_draws():
     assert torch.equal(batch.x, x) and torch.equal(batch.w, w) and torch.equal(batch.target, target)
     assert torch.equal(batch.y, target + math.sqrt(noise_var) * noise)
     # A prior draws its tasks differently, along the same inputs.
-    other = sample_batch(b, k, dim, noise_var, None, torch.Generator().manual_seed(90), prior=make_prior("mixture", 3))
+    other = sample_batch(b, k, noise_var, make_prior("mixture", 3), torch.Generator().manual_seed(90))
     assert torch.equal(other.x, x) and not torch.equal(other.w, w)
 
 
@@ -498,10 +592,7 @@ def checked(prior: dict | None, **changes) -> dict:
     config.update(changes)
     if prior is not None:
         config["prior"] = prior
-    validate(config, str(SCHEMA))
-    complete(config)
-    check_experiment(config)
-    return config
+    return prepare(config)
 
 
 @pytest.mark.parametrize(
@@ -520,7 +611,7 @@ def test_a_malformed_prior_is_rejected_naming_the_key(prior, changes, key):
 
 
 def test_the_schema_rejects_an_unknown_prior_kind():
-    with pytest.raises(WorkflowError, match="laplace"):
+    with pytest.raises(ConfigError, match=r"prior\.kind: unknown prior kind 'laplace'"):
         checked({"kind": "laplace"})
 
 
@@ -528,11 +619,12 @@ def test_the_run_identity_names_the_prior_unless_it_is_gaussian():
     plain = run_config(checked(None), "inf", 0).to_dict()
     assert "prior" not in plain
     gaussian = checked({"kind": "gaussian"})
-    assert task_prior(checked(None)) is None and task_prior(gaussian) is None
+    assert task_prior(checked(None)) == PriorConfig() and task_prior(gaussian) == PriorConfig()
+    assert task_prior(gaussian).is_default
     assert run_config(gaussian, "inf", 0).to_dict() == plain
     for prior in (SPIKE_SLAB, CLUSTERS):
         config = checked(prior)
-        assert task_prior(config) == prior
+        assert not task_prior(config).is_default and task_prior(config).to_dict() == prior
         identity = run_config(config, "inf", 0).to_dict()
         assert identity.pop("prior") == prior
         assert identity == plain

@@ -6,7 +6,9 @@ from scipy import stats
 
 from lrpfn.bayes import dmmse_posterior, ridge_posterior
 from lrpfn.buckets import BarDistribution, prior_borders
+from lrpfn.exact import MixtureBayes, PoolBayes, Ridge
 from lrpfn.model import PFN, ModelConfig
+from lrpfn.priors import StandardGaussian, clusters, spike_slab
 from lrpfn.resample import draw_inputs, least_squares, resample_exact, resample_model, resample_reencode
 from lrpfn.tasks import sample_batch
 
@@ -18,7 +20,7 @@ def model_and_bar():
     with torch.no_grad():  # non-trivial weights, so the context matters
         for p in model.parameters():
             p.normal_(0, 0.2)
-    return model, BarDistribution(prior_borders(32, 3, 0.25, n_samples=1 << 16))
+    return model, BarDistribution(prior_borders(32, 0.25, StandardGaussian(3), n_samples=1 << 16))
 
 
 def test_cached_logits_equal_the_full_forward_at_every_step_float32(model_and_bar):
@@ -54,10 +56,11 @@ def test_every_sampler_resamples_along_the_inputs_it_is_given(model_and_bar):
     model, bar = model_and_bar
     prefix_x, prefix_y = torch.randn(2, 3), torch.randn(2)
     inputs = draw_inputs(32, 6, 3, torch.Generator().manual_seed(3))
+    pool = torch.randn(4, 3)
     runs = [
         resample_model(model, bar, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(4)),
-        resample_exact(None, 0.25, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(5)),
-        resample_exact(torch.randn(4, 3), 0.25, inputs, prefix_x, prefix_y, torch.Generator().manual_seed(6)),
+        resample_exact(Ridge(3, 0.25), inputs, prefix_x, prefix_y, torch.Generator().manual_seed(5)),
+        resample_exact(PoolBayes(pool, 0.25), inputs, prefix_x, prefix_y, torch.Generator().manual_seed(6)),
     ]
     for run in runs:
         assert torch.equal(run.x[:, 2:].double(), inputs.double())
@@ -86,10 +89,10 @@ def test_least_squares_is_minimum_norm_when_underdetermined():
 
 def test_exact_gaussian_resampling_reproduces_the_posterior():
     noise_var, n, n_paths, n_steps = 0.25, 6, 4000, 600
-    batch = sample_batch(1, n, 3, noise_var, None, torch.Generator().manual_seed(5))
+    batch = sample_batch(1, n, noise_var, StandardGaussian(3), torch.Generator().manual_seed(5))
     prefix_x, prefix_y = batch.x[0].double(), batch.y[0].double()
     inputs = draw_inputs(n_paths, n_steps, 3, torch.Generator().manual_seed(9))
-    out = resample_exact(None, noise_var, inputs, prefix_x, prefix_y, generator=torch.Generator().manual_seed(6))
+    out = resample_exact(Ridge(3, noise_var), inputs, prefix_x, prefix_y, generator=torch.Generator().manual_seed(6))
     mu, cov = ridge_posterior(prefix_x[None], prefix_y[None], noise_var)
     for d in range(3):
         sd = cov[0, d, d].sqrt().item()
@@ -101,7 +104,7 @@ def test_exact_gaussian_resampling_reproduces_the_posterior():
 
 
 def test_exact_gaussian_prior_is_standard_normal():
-    out = resample_exact(None, 0.25, draw_inputs(3000, 400, 2), generator=torch.Generator().manual_seed(7))
+    out = resample_exact(Ridge(2, 0.25), draw_inputs(3000, 400, 2), generator=torch.Generator().manual_seed(7))
     for d in range(2):
         assert stats.kstest(out.w_hat[:, d].numpy(), "norm").pvalue > 1e-3
 
@@ -112,7 +115,8 @@ def test_exact_pool_resampling_picks_tasks_with_posterior_frequencies():
     prefix_x = torch.tensor([[0.5, 0.4]], dtype=torch.float64)
     prefix_y = torch.tensor([0.3], dtype=torch.float64)
     inputs = draw_inputs(n_paths, 300, 2, torch.Generator().manual_seed(10))
-    out = resample_exact(pool, noise_var, inputs, prefix_x, prefix_y, generator=torch.Generator().manual_seed(8))
+    generator = torch.Generator().manual_seed(8)
+    out = resample_exact(PoolBayes(pool, noise_var), inputs, prefix_x, prefix_y, generator=generator)
     nearest = torch.cdist(out.w_hat, pool).argmin(-1)
     counts = torch.bincount(nearest, minlength=4).numpy()
     weights = dmmse_posterior(prefix_x[None], prefix_y[None], pool, noise_var)[0].numpy()
@@ -120,3 +124,57 @@ def test_exact_pool_resampling_picks_tasks_with_posterior_frequencies():
     assert stats.chisquare(counts, weights * n_paths).pvalue > 1e-3
     # Each path ends near its task: OLS over 300 points with noise sd 1 is within ~0.06.
     assert torch.cdist(out.w_hat, pool).min(-1).values.max() < 0.5
+
+
+def predictive_snapshot(state, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    """Everything a state's predictive at x says: its components, moments, density and CDF at
+    y, and a seeded draw."""
+    predictive = state.predictive(x)
+    return [
+        predictive.log_weights,
+        predictive.means,
+        predictive.variances,
+        predictive.mean,
+        predictive.variance,
+        predictive.log_prob(y),
+        predictive.cdf(y),
+        predictive.sample(torch.Generator().manual_seed(0)),
+    ]
+
+
+def assert_same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+EXACT_PREDICTORS = {
+    "ridge": Ridge(3, 0.25),
+    "pool": PoolBayes(torch.randn(5, 3, generator=torch.Generator().manual_seed(11)), 0.25),
+    "spike_slab": MixtureBayes(spike_slab(3, 0.4, 1.5), 0.25),
+    "clusters": MixtureBayes(clusters(3, 3, 1.5, 0.3, 4), 0.25),
+}
+
+
+@pytest.mark.parametrize("name", EXACT_PREDICTORS)
+def test_a_copied_state_continues_independently(name):
+    predictor = EXACT_PREDICTORS[name]
+    g = torch.Generator().manual_seed(12)
+    x, x_query = torch.randn(8, 10, 3, generator=g, dtype=torch.float64), torch.randn(8, 3, generator=g).double()
+    y, y_query = torch.randn(8, 10, generator=g, dtype=torch.float64), torch.randn(8, generator=g).double()
+    state = predictor.start(8)
+    for i in range(4):
+        # As the resampler does: the predictive at x, then the pair at the same x.
+        state.predictive(x[:, i])
+        state.observe(x[:, i], y[:, i])
+    before = predictive_snapshot(state, x_query, y_query)
+    fork = state.copy()
+    for i in range(4, 10):
+        fork.predictive(x[:, i])
+        fork.observe(x[:, i], y[:, i])
+    # The copy's further pairs leave the original as it was ...
+    assert_same(predictive_snapshot(state, x_query, y_query), before)
+    assert not torch.equal(predictive_snapshot(fork, x_query, y_query)[3], before[3])  # (the copy did move)
+    # ... and the original, observing the same pairs as the copy, reaches the same predictive.
+    for i in range(4, 10):
+        state.predictive(x[:, i])
+        state.observe(x[:, i], y[:, i])
+    assert_same(predictive_snapshot(state, x_query, y_query), predictive_snapshot(fork, x_query, y_query))

@@ -8,12 +8,13 @@ import pytest
 
 from lrpfn.sweep import (
     RESOLVED_SE,
+    Budgets,
     budget_effect,
     budgets,
     closeness,
     sweep_tables,
     threshold_budget_crossing,
-    threshold_closer_to_ridge,
+    threshold_closer_to_bayes,
     thresholds,
     verdict,
 )
@@ -25,7 +26,7 @@ SIZES = [1.0, 4.0, 16.0, 64.0, 256.0]
 
 
 def sequence_rows(pool_size: str, diffs, seed: int = 0, step: int = 1000, tasks: str = "true") -> pd.DataFrame:
-    """One row per sequence with delta_ridge - delta_dmmse = diffs[i].
+    """One row per sequence with delta_bayes - delta_dmmse = diffs[i].
 
     delta_dmmse varies a lot between sequences, so only a paired difference recovers ``diffs``'s spread.
     """
@@ -39,7 +40,7 @@ def sequence_rows(pool_size: str, diffs, seed: int = 0, step: int = 1000, tasks:
             "tasks": tasks,
             "sequence": np.arange(len(diffs)),
             "delta_dmmse": delta_dmmse,
-            "delta_ridge": delta_dmmse + diffs,
+            "delta_bayes": delta_dmmse + diffs,
         }
     )
 
@@ -64,18 +65,18 @@ def verdicts_table(closer, sizes=SIZES, step: int = 1000) -> pd.DataFrame:
     )
 
 
-def ridge_rows(pool_size: str, delta_ridge, seed: int = 0, step: int = 1000, tasks: str = "true") -> pd.DataFrame:
-    """One row per sequence with the given delta_ridge (and delta_dmmse one above it)."""
-    delta_ridge = np.asarray(delta_ridge, dtype=float)
+def bayes_rows(pool_size: str, delta_bayes, seed: int = 0, step: int = 1000, tasks: str = "true") -> pd.DataFrame:
+    """One row per sequence with the given delta_bayes (and delta_dmmse one above it)."""
+    delta_bayes = np.asarray(delta_bayes, dtype=float)
     return pd.DataFrame(
         {
             "pool_size": pool_size,
             "seed": seed,
             "step": step,
             "tasks": tasks,
-            "sequence": np.arange(len(delta_ridge)),
-            "delta_dmmse": delta_ridge + 1.0,
-            "delta_ridge": delta_ridge,
+            "sequence": np.arange(len(delta_bayes)),
+            "delta_dmmse": delta_bayes + 1.0,
+            "delta_bayes": delta_bayes,
         }
     )
 
@@ -153,7 +154,7 @@ def test_closeness_keeps_steps_apart():
 
 @pytest.mark.parametrize(
     ("z", "expected"),
-    [(-2.5, "ridge"), (2.5, "dmmse"), (-1.5, "unresolved"), (1.5, "unresolved")],
+    [(-2.5, "bayes"), (2.5, "dmmse"), (-1.5, "unresolved"), (1.5, "unresolved")],
 )
 def test_closeness_verdict_resolves_beyond_two_standard_errors(z, expected):
     se = 0.04
@@ -169,7 +170,7 @@ def test_verdict_boundary_and_degenerate_inputs():
     # Exactly at the threshold is not beyond it.
     assert verdict(-2.0, 1.0) == "unresolved"
     assert verdict(2.0, 1.0) == "unresolved"
-    assert verdict(-2.0001, 1.0) == "ridge"
+    assert verdict(-2.0001, 1.0) == "bayes"
     assert verdict(2.0001, 1.0) == "dmmse"
     # No standard error (a single sequence) or no difference: nothing is resolved.
     assert verdict(-5.0, math.nan) == "unresolved"
@@ -182,82 +183,82 @@ def test_closeness_single_sequence_is_unresolved():
     assert row.closer == "unresolved"
 
 
-# --- M* closer to ridge ---------------------------------------------------------------------------------------------
+# --- M* closer to Bayes ---------------------------------------------------------------------------------------------
 
 
-def test_closer_to_ridge_clean_transition():
-    result = threshold_closer_to_ridge(verdicts_table(["dmmse", "dmmse", "ridge", "ridge"]))
+def test_closer_to_bayes_clean_transition():
+    result = threshold_closer_to_bayes(verdicts_table(["dmmse", "dmmse", "bayes", "bayes"]))
     assert (result["pool_size_star"], result["lower"], result["upper"]) == (16.0, 4.0, 16.0)
     assert result["reason"] == ""
-    assert result["method"] == "closer_to_ridge"
+    assert result["method"] == "closer_to_bayes"
 
 
-def test_closer_to_ridge_noisy_curve_uses_the_last_ridge_run():
-    # The early 'ridge' at M=4 is not followed by ridge everywhere: M* starts the final run, at 64.
-    result = threshold_closer_to_ridge(verdicts_table(["dmmse", "ridge", "dmmse", "ridge", "ridge"]))
+def test_closer_to_bayes_noisy_curve_uses_the_last_bayes_run():
+    # The early 'bayes' at M=4 is not followed by bayes everywhere: M* starts the final run, at 64.
+    result = threshold_closer_to_bayes(verdicts_table(["dmmse", "bayes", "dmmse", "bayes", "bayes"]))
     assert (result["pool_size_star"], result["lower"], result["upper"]) == (64.0, 16.0, 64.0)
 
 
-def test_closer_to_ridge_sorts_pool_sizes_numerically():
-    table = verdicts_table(["dmmse", "dmmse", "ridge", "ridge"]).iloc[[0, 2, 1, 3]]  # '1', '16', '4', '64'
-    result = threshold_closer_to_ridge(table)
+def test_closer_to_bayes_sorts_pool_sizes_numerically():
+    table = verdicts_table(["dmmse", "dmmse", "bayes", "bayes"]).iloc[[0, 2, 1, 3]]  # '1', '16', '4', '64'
+    result = threshold_closer_to_bayes(table)
     assert (result["pool_size_star"], result["lower"], result["upper"]) == (16.0, 4.0, 16.0)
 
 
-def test_closer_to_ridge_unresolved_just_below_the_ridge_run_gives_a_bracket():
-    result = threshold_closer_to_ridge(verdicts_table(["dmmse", "unresolved", "ridge"]))
+def test_closer_to_bayes_unresolved_just_below_the_bayes_run_gives_a_bracket():
+    result = threshold_closer_to_bayes(verdicts_table(["dmmse", "unresolved", "bayes"]))
     assert_nan(result["pool_size_star"])
     assert (result["lower"], result["upper"]) == (1.0, 16.0)
     assert "M=4 not resolved" in result["reason"]
 
 
-def test_closer_to_ridge_bracket_reaches_down_to_the_largest_dmmse_size():
-    # M* could be 16 (if M=4 and 16 were ridge) or 64: the bracket is (1, 64], both unresolved sizes named.
-    result = threshold_closer_to_ridge(verdicts_table(["dmmse", "unresolved", "unresolved", "ridge"]))
+def test_closer_to_bayes_bracket_reaches_down_to_the_largest_dmmse_size():
+    # M* could be 16 (if M=4 and 16 were bayes) or 64: the bracket is (1, 64], both unresolved sizes named.
+    result = threshold_closer_to_bayes(verdicts_table(["dmmse", "unresolved", "unresolved", "bayes"]))
     assert_nan(result["pool_size_star"])
     assert (result["lower"], result["upper"]) == (1.0, 64.0)
     assert "M=4, 16 not resolved" in result["reason"]
 
 
-def test_closer_to_ridge_unresolved_without_any_dmmse_below_has_no_lower_bound():
-    result = threshold_closer_to_ridge(verdicts_table(["unresolved", "unresolved", "ridge"]))
+def test_closer_to_bayes_unresolved_without_any_dmmse_below_has_no_lower_bound():
+    result = threshold_closer_to_bayes(verdicts_table(["unresolved", "unresolved", "bayes"]))
     assert_nan(result["pool_size_star"])
     assert_nan(result["lower"])
     assert result["upper"] == 16.0
 
 
 @pytest.mark.parametrize(("last", "state"), [("dmmse", "closer to dMMSE"), ("unresolved", "not resolved")])
-def test_closer_to_ridge_no_crossing_when_the_largest_pool_is_not_ridge(last, state):
-    result = threshold_closer_to_ridge(verdicts_table(["dmmse", "ridge", "ridge", last]))
+def test_closer_to_bayes_no_crossing_when_the_largest_pool_is_not_bayes(last, state):
+    result = threshold_closer_to_bayes(verdicts_table(["dmmse", "bayes", "bayes", last]))
     assert_nan(result["pool_size_star"])
     assert result["lower"] == 64.0
     assert_nan(result["upper"])
     assert state in result["reason"] and "M* > 64" in result["reason"]
 
 
-def test_closer_to_ridge_all_ridge_bounds_from_above_only():
-    result = threshold_closer_to_ridge(verdicts_table(["ridge", "ridge", "ridge"]))
+def test_closer_to_bayes_all_bayes_bounds_from_above_only():
+    result = threshold_closer_to_bayes(verdicts_table(["bayes", "bayes", "bayes"]))
     assert_nan(result["pool_size_star"])
     assert_nan(result["lower"])
     assert result["upper"] == 1.0
     assert "M* <= 1" in result["reason"]
 
 
-def test_closer_to_ridge_without_pool_sizes():
-    result = threshold_closer_to_ridge(verdicts_table([]))
+def test_closer_to_bayes_without_pool_sizes():
+    result = threshold_closer_to_bayes(verdicts_table([]))
     assert_nan(result["pool_size_star"])
     assert result["reason"] == "no finite pool size"
 
 
-def test_closer_to_ridge_from_closeness_end_to_end():
-    # Means of +3, +3, -3, -3 standard errors: dmmse, dmmse, ridge, ridge -> M* = 16.
+def test_closer_to_bayes_from_closeness_end_to_end():
+    # Means of +3, +3, -3, -3 standard errors: dmmse, dmmse, bayes, bayes -> M* = 16.
     se = 0.01
     table = pd.concat(
         [sequence_rows(f"{m:g}", diffs_with(z * se, se)) for m, z in zip(SIZES[:4], [3, 3, -3, -3], strict=True)]
     )
     verdicts = closeness(table)
-    assert verdicts.closer.to_list() == ["dmmse", "dmmse", "ridge", "ridge"]
-    assert threshold_closer_to_ridge(verdicts)["pool_size_star"] == 16.0
+    assert verdicts.closer.to_list() == ["dmmse", "dmmse", "bayes", "bayes"]
+    assert threshold_closer_to_bayes(verdicts)["pool_size_star"] == 16.0
 
 
 # --- the budget effect: the paired log-ratio and its verdict --------------------------------------------------------
@@ -266,12 +267,12 @@ def test_closer_to_ridge_from_closeness_end_to_end():
 def test_budget_effect_r_and_se_are_the_paired_delta_method_values():
     # long a = (1, 2, 3, 6), short b = (2, 2, 4, 8): means A = 3, B = 4; var(a) = 14/3, var(b) = 8, cov = 6 (ddof=1).
     # var_r = [14/27 + 8/16 - 2 * 6/12] / 4 = 1/216. Unpaired (no covariance) it would be 55/216, and
-    # r / SE = -0.57 would be unresolved; paired it is -4.2, towards ridge.
-    long = ridge_rows("4", [1.0, 2.0, 3.0, 6.0], step=1000)
-    short = ridge_rows("4", [2.0, 2.0, 4.0, 8.0], step=500).iloc[::-1]  # pairs by sequence, not by row order
+    # r / SE = -0.57 would be unresolved; paired it is -4.2, towards Bayes.
+    long = bayes_rows("4", [1.0, 2.0, 3.0, 6.0], step=1000)
+    short = bayes_rows("4", [2.0, 2.0, 4.0, 8.0], step=500).iloc[::-1]  # pairs by sequence, not by row order
     row = budget_effect(long, short).iloc[0]
     assert (row.pool_size, row.long_step, row.short_step) == ("4", 1000, 500)
-    assert (row.delta_ridge_long, row.delta_ridge_short) == pytest.approx((3.0, 4.0), rel=1e-12)
+    assert (row.delta_bayes_long, row.delta_bayes_short) == pytest.approx((3.0, 4.0), rel=1e-12)
     assert row.r == pytest.approx(math.log(3.0 / 4.0), rel=1e-12)
     assert row.r_se == pytest.approx(math.sqrt(1.0 / 216.0), rel=1e-12)
     assert row.r_se < math.sqrt(55.0 / 216.0)
@@ -282,8 +283,8 @@ def test_budget_effect_averages_seeds_per_sequence():
     # The seeds carry opposite noise around the values of the paired test: their per-sequence means are those values.
     a, b = np.array([1.0, 2.0, 3.0, 6.0]), np.array([2.0, 2.0, 4.0, 8.0])
     e, f = np.array([0.5, -1.0, 0.25, 2.0]), np.array([-0.75, 1.5, 0.5, -1.0])
-    long = pd.concat([ridge_rows("4", a + e, seed=0), ridge_rows("4", a - e, seed=1)])
-    short = pd.concat([ridge_rows("4", b + f, seed=0, step=500), ridge_rows("4", b - f, seed=1, step=500)])
+    long = pd.concat([bayes_rows("4", a + e, seed=0), bayes_rows("4", a - e, seed=1)])
+    short = pd.concat([bayes_rows("4", b + f, seed=0, step=500), bayes_rows("4", b - f, seed=1, step=500)])
     row = budget_effect(long, short).iloc[0]
     assert row.r == pytest.approx(math.log(3.0 / 4.0), rel=1e-12)
     assert row.r_se == pytest.approx(math.sqrt(1.0 / 216.0), rel=1e-12)
@@ -296,10 +297,10 @@ def test_budget_effect_ignores_the_infinite_pool_and_the_runs_own_tasks():
     def table(step, values_4, values_16):
         return pd.concat(
             [
-                ridge_rows("16", values_16, step=step),
-                ridge_rows("4", values_4, step=step),
-                ridge_rows("4", [step / 10, 1.0, 50.0], step=step, tasks="pool"),  # would change r
-                ridge_rows("inf", [9.0, 8.0, 7.0], step=step),
+                bayes_rows("16", values_16, step=step),
+                bayes_rows("4", values_4, step=step),
+                bayes_rows("4", [step / 10, 1.0, 50.0], step=step, tasks="pool"),  # would change r
+                bayes_rows("inf", [9.0, 8.0, 7.0], step=step),
             ]
         )
 
@@ -316,8 +317,8 @@ def test_budget_effect_ignores_the_infinite_pool_and_the_runs_own_tasks():
 def test_budget_effect_resolves_beyond_two_standard_errors(z, expected):
     # long has mean 1 and SE se; short is constant exp(-z se): r = z se with r_se = se exactly.
     se = 0.04
-    long = ridge_rows("4", diffs_with(1.0, se))
-    short = ridge_rows("4", np.full(8, math.exp(-z * se)), step=500)
+    long = bayes_rows("4", diffs_with(1.0, se))
+    short = bayes_rows("4", np.full(8, math.exp(-z * se)), step=500)
     row = budget_effect(long, short).iloc[0]
     assert row.r == pytest.approx(z * se, rel=1e-12)
     assert row.r_se == pytest.approx(se, rel=1e-12)
@@ -357,7 +358,9 @@ def test_budget_crossing_noisy_curve_uses_the_last_away_size():
     assert result["pool_size_star"] == pytest.approx(log_linear_zero(16.0, 0.3, 64.0, -0.1), rel=1e-12)
 
 
-@pytest.mark.parametrize(("last", "state"), [("away", "away from ridge"), ("unresolved", "neither way resolved")])
+@pytest.mark.parametrize(
+    ("last", "state"), [("away", "away from the true prior's Bayes predictor"), ("unresolved", "neither way resolved")]
+)
 def test_budget_crossing_none_when_the_largest_pool_is_not_towards(last, state):
     result = threshold_budget_crossing(effects_table(["away", "towards", "towards", last]), "")
     assert_nan(result["pool_size_star"])
@@ -401,56 +404,68 @@ def test_budget_crossing_needs_two_pool_sizes(effects):
 
 
 def checkpoints(*steps) -> pd.DataFrame:
-    return pd.concat([ridge_rows("4", [1.0, 2.0], step=step) for step in steps], ignore_index=True)
+    return pd.concat([bayes_rows("4", [1.0, 2.0], step=step) for step in steps], ignore_index=True)
 
 
 def test_budgets_with_short_runs_compares_final_checkpoints_of_two_runs():
-    short = ridge_rows("4", [5.0, 6.0], step=500)
-    long, shorter, label = budgets(checkpoints(1000, 100, 900), short)
+    short = bayes_rows("4", [5.0, 6.0], step=500)
+    long, shorter, compared = budgets(checkpoints(1000, 100, 900), short)
     assert long.step.unique().tolist() == [1000]
     assert shorter is short
+    assert compared == Budgets("runs", 1000, 500)
+    label = compared.describe()
     assert label == "runs of 1000 and of 500 steps, each with its full schedule"
     assert "proxy" not in label
 
 
 def test_budgets_without_short_runs_uses_the_previous_checkpoint_as_a_proxy():
-    long, shorter, label = budgets(checkpoints(1000, 100, 900), None)
+    long, shorter, compared = budgets(checkpoints(1000, 100, 900), None)
     assert long.step.unique().tolist() == [1000]
     assert shorter.step.unique().tolist() == [900]
+    assert compared == Budgets("checkpoints", 1000, 900)
+    label = compared.describe()
     assert "checkpoints 900 and 1000" in label and "proxy" in label
 
 
 def test_budgets_single_checkpoint_has_no_second_budget():
-    long, shorter, label = budgets(checkpoints(1000), None)
+    long, shorter, compared = budgets(checkpoints(1000), None)
     assert long.step.unique().tolist() == [1000]
     assert len(shorter) == 0
-    assert "no second budget" in label
+    assert (compared.kind, compared.long_step) == ("none", 1000)
+    assert_nan(compared.short_step)
+    assert "no second budget" in compared.describe()
 
 
 # --- both estimates -------------------------------------------------------------------------------------------------
 
 
-def test_thresholds_uses_the_final_step_for_closer_to_ridge():
+def test_thresholds_uses_the_final_step_for_closer_to_bayes():
     # The final step (listed first) gives M* = 16; the earlier step alone would give no crossing, and mixing
     # the two steps would not give 16 either.
     verdicts = pd.concat(
         [
-            verdicts_table(["dmmse", "dmmse", "ridge", "ridge"], step=1000),
-            verdicts_table(["ridge", "ridge", "ridge", "dmmse"], step=500),
+            verdicts_table(["dmmse", "dmmse", "bayes", "bayes"], step=1000),
+            verdicts_table(["bayes", "bayes", "bayes", "dmmse"], step=500),
         ],
         ignore_index=True,
     )
     effects = effects_table(["away", "towards"], r=[math.log(2.0), -math.log(2.0)])
-    result = thresholds(verdicts, effects, "two budgets").set_index("method")
-    assert result.index.to_list() == ["closer_to_ridge", "budget_crossing"]
-    closer = result.loc["closer_to_ridge"]
+    compared = Budgets("checkpoints", 1000, 500)
+    result = thresholds(verdicts, effects, compared).set_index("method")
+    assert result.index.to_list() == ["closer_to_bayes", "budget_crossing"]
+    assert result.baseline.to_list() == ["bayes", "bayes"]
+    closer = result.loc["closer_to_bayes"]
     assert (closer.pool_size_star, closer.lower, closer.upper) == (16.0, 4.0, 16.0)
+    # The closer-to-Bayes estimate reads the final checkpoint only: no second budget.
+    assert (closer.budgets, closer.long_step) == ("", 1000)
+    assert_nan(closer.short_step)
     crossing = result.loc["budget_crossing"]
     assert crossing.pool_size_star == pytest.approx(2.0, rel=1e-12)  # symmetric r = +-log 2: midway in log M
-    assert "two budgets" in crossing.description
+    assert (crossing.budgets, crossing.long_step, crossing.short_step) == ("checkpoints", 1000, 500)
+    assert compared.describe() in crossing.description
 
 
-# Per seed and pool size (1, 4, 16, 64): delta_ridge at the final checkpoint over the previous one. Seed 0 crosses
+# Per seed and pool size (1, 4, 16, 64): delta_bayes at the final checkpoint over the previous one. Seed 0 crosses
 # between 1 and 4, seed 1 between 16 and 64; their per-sequence mean (2, 1.25, 1.25, 0.5) between 16 and 64 elsewhere.
 FINAL_OVER_PREVIOUS = {0: [2.0, 0.5, 0.5, 0.5], 1: [2.0, 2.0, 2.0, 0.5]}
 BASE, NOISE = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.02, -0.02, -0.02, 0.02])  # NOISE: mean 0, uncorrelated
@@ -461,8 +476,8 @@ def sweep_sequences() -> pd.DataFrame:
     rows = []
     for seed, ratios in FINAL_OVER_PREVIOUS.items():
         for size, ratio in zip(SIZES[:4], ratios, strict=True):
-            rows += [ridge_rows(f"{size:g}", BASE, seed, step=900)]
-            rows += [ridge_rows(f"{size:g}", ratio * BASE + NOISE, seed, step=1000)]
+            rows += [bayes_rows(f"{size:g}", BASE, seed, step=900)]
+            rows += [bayes_rows(f"{size:g}", ratio * BASE + NOISE, seed, step=1000)]
     return pd.concat(rows, ignore_index=True)
 
 
@@ -475,7 +490,7 @@ def test_sweep_tables_thresholds_for_all_seeds_and_each_seed():
     tables = sweep_tables(sweep_sequences())
     assert set(tables) == {"closeness", "budget_effect", "thresholds"}
     pairs = tables["thresholds"][["seeds", "method"]].apply(tuple, axis=1).to_list()
-    assert sorted(pairs) == sorted((s, m) for s in ["all", "0", "1"] for m in ["closer_to_ridge", "budget_crossing"])
+    assert sorted(pairs) == sorted((s, m) for s in ["all", "0", "1"] for m in ["closer_to_bayes", "budget_crossing"])
     for key in ["closeness", "budget_effect"]:
         assert set(tables[key].seeds) == {"all", "0", "1"}
     effects = tables["budget_effect"]
@@ -488,15 +503,18 @@ def test_sweep_tables_thresholds_for_all_seeds_and_each_seed():
     assert stars["all"] == pytest.approx(log_linear_zero(16.0, math.log(1.25), 64.0, math.log(0.5)), rel=1e-12)
     crossing = tables["thresholds"][tables["thresholds"].method == "budget_crossing"]
     assert all("checkpoints 900 and 1000" in d and "proxy" in d for d in crossing.description)
+    assert set(crossing.budgets) == {"checkpoints"}
+    assert (set(crossing.long_step), set(crossing.short_step)) == ({1000}, {900})
+    assert set(tables["thresholds"].baseline) == {"bayes"}
 
 
 def test_sweep_tables_with_short_runs_uses_them_instead_of_the_previous_checkpoint():
-    # Short runs of 500 steps with delta_ridge BASE * SHORT[seed]; each seed's final over its short run:
+    # Short runs of 500 steps with delta_bayes BASE * SHORT[seed]; each seed's final over its short run:
     # seed 0 (2, 1/8, 1/8, 1/8), seed 1 (2, 2, 2, 1/8), per-sequence means (2, 1/2, 1/2, 1/8).
     short_over_previous = {0: [1.0, 4.0, 4.0, 4.0], 1: [1.0, 1.0, 1.0, 4.0]}
     short = pd.concat(
         [
-            ridge_rows(f"{m:g}", q * BASE, seed, step=500)
+            bayes_rows(f"{m:g}", q * BASE, seed, step=500)
             for seed, ratios in short_over_previous.items()
             for m, q in zip(SIZES[:4], ratios, strict=True)
         ]
@@ -509,3 +527,5 @@ def test_sweep_tables_with_short_runs_uses_them_instead_of_the_previous_checkpoi
     assert stars["all"] == pytest.approx(2.0, rel=1e-12)  # r = log 2, -log 2
     crossing = tables["thresholds"][tables["thresholds"].method == "budget_crossing"]
     assert all("runs of 1000 and of 500 steps" in d for d in crossing.description)
+    assert set(crossing.budgets) == {"runs"}
+    assert (set(crossing.long_step), set(crossing.short_step)) == ({1000}, {500})

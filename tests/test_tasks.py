@@ -1,21 +1,32 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from lrpfn.io import read_parquet, write_parquet
-from lrpfn.tasks import batch_to_frame, eval_set, frame_to_batch, master_pool, pool_slice, sample_batch
+from lrpfn.priors import Pool, StandardGaussian
+from lrpfn.tasks import (
+    batch_to_frame,
+    eval_set,
+    frame_to_batch,
+    master_pool,
+    pool_slice,
+    pool_to_frame,
+    read_run_pool,
+    sample_batch,
+)
 
 
 def test_pools_are_nested_whatever_the_master_size():
-    small = master_pool(8, 3, seed=5)
-    large = master_pool(1000, 3, seed=5)
+    small = master_pool(8, 5, StandardGaussian(3))
+    large = master_pool(1000, 5, StandardGaussian(3))
     assert torch.equal(small, large[:8])
-    assert not torch.equal(master_pool(8, 3, seed=6), small)
+    assert not torch.equal(master_pool(8, 6, StandardGaussian(3)), small)
 
 
 def test_pool_slice():
-    master = master_pool(16, 2, seed=0)
+    master = master_pool(16, 0, StandardGaussian(2))
     assert pool_slice(master, math.inf) is None
     assert torch.equal(pool_slice(master, 4), master[:4])
     for bad in (0, -1, 2.5, 17):
@@ -25,7 +36,7 @@ def test_pool_slice():
 
 def test_true_prior_batch_statistics():
     n, k, d, noise_var = 4096, 8, 3, 0.3
-    batch = sample_batch(n, k, d, noise_var, None, torch.Generator().manual_seed(0))
+    batch = sample_batch(n, k, noise_var, StandardGaussian(d), torch.Generator().manual_seed(0))
     assert batch.x.shape == (n, k, d) and batch.y.shape == (n, k) and batch.w.shape == (n, d)
     assert torch.allclose(batch.target, torch.einsum("bkd,bd->bk", batch.x, batch.w))
     noise = (batch.y - batch.target).double()
@@ -37,8 +48,8 @@ def test_true_prior_batch_statistics():
 
 
 def test_pool_batch_uses_pool_rows_uniformly():
-    pool = master_pool(4, 2, seed=1)
-    batch = sample_batch(8000, 2, 2, 0.1, pool, torch.Generator().manual_seed(0))
+    pool = master_pool(4, 1, StandardGaussian(2))
+    batch = sample_batch(8000, 2, 0.1, Pool(pool), torch.Generator().manual_seed(0))
     assert torch.equal(batch.w, pool[batch.task])
     counts = torch.bincount(batch.task, minlength=4).double()
     # Binomial(8000, 1/4): sd = sqrt(8000 * 3/16) ~ 38.7.
@@ -46,15 +57,15 @@ def test_pool_batch_uses_pool_rows_uniformly():
 
 
 def test_batches_are_a_function_of_the_generator():
-    a = sample_batch(5, 4, 2, 0.1, None, torch.Generator().manual_seed(3))
-    b = sample_batch(5, 4, 2, 0.1, None, torch.Generator().manual_seed(3))
+    a = sample_batch(5, 4, 0.1, StandardGaussian(2), torch.Generator().manual_seed(3))
+    b = sample_batch(5, 4, 0.1, StandardGaussian(2), torch.Generator().manual_seed(3))
     assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
 
 
 def test_a_curriculum_batch_zeroes_the_inactive_inputs_and_draws_the_same_stream():
     full_gen, curr_gen = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
-    full = sample_batch(6, 5, 4, 0.1, None, full_gen)
-    curr = sample_batch(6, 5, 4, 0.1, None, curr_gen, active_dims=2)
+    full = sample_batch(6, 5, 0.1, StandardGaussian(4), full_gen)
+    curr = sample_batch(6, 5, 0.1, StandardGaussian(4), curr_gen, active_dims=2)
     assert torch.all(curr.x[..., 2:] == 0) and torch.equal(curr.x[..., :2], full.x[..., :2])
     assert torch.equal(curr.w, full.w)
     # Targets use only the active coordinates; the noise is the same draw.
@@ -65,8 +76,8 @@ def test_a_curriculum_batch_zeroes_the_inactive_inputs_and_draws_the_same_stream
 
 
 def test_eval_set_roundtrips_through_parquet(tmp_path):
-    pool = master_pool(16, 3, seed=0)
-    batch = eval_set(7, 5, 3, 0.25, pool, seed=9)
+    pool = master_pool(16, 0, StandardGaussian(3))
+    batch = eval_set(7, 5, 0.25, Pool(pool), seed=9)
     path = tmp_path / "eval.parquet"
     write_parquet(batch_to_frame(batch), path)
     frame = read_parquet(path)
@@ -77,8 +88,34 @@ def test_eval_set_roundtrips_through_parquet(tmp_path):
 
 
 def test_ragged_eval_table_is_rejected():
-    frame = batch_to_frame(eval_set(3, 4, 2, 0.1, None, seed=0))
+    frame = batch_to_frame(eval_set(3, 4, 0.1, StandardGaussian(2), seed=0))
     with pytest.raises(ValueError, match="ragged"):
         frame_to_batch(frame.iloc[:-1])
     with pytest.raises(ValueError, match="target"):
         frame_to_batch(frame.drop(columns="target"))
+
+
+def test_the_default_prior_draws_plain_standard_normals():
+    # The master pool is the rows of numpy's seeded standard normals; a batch draws x, then w,
+    # then the noise from the generator's standard normals.
+    expected = np.random.default_rng(3).standard_normal((5, 2)).astype(np.float32)
+    assert torch.equal(master_pool(5, 3, StandardGaussian(2)), torch.from_numpy(expected))
+    batch = sample_batch(4, 3, 0.1, StandardGaussian(2), torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    x, w = torch.randn((4, 3, 2), generator=generator), torch.randn((4, 2), generator=generator)
+    noise = torch.randn((4, 3), generator=generator)
+    assert torch.equal(batch.x, x) and torch.equal(batch.w, w)
+    assert torch.equal(batch.y, batch.target + math.sqrt(0.1) * noise)
+
+
+def test_a_runs_pool_is_read_from_its_rules_input(tmp_path):
+    pool = master_pool(8, 0, StandardGaussian(2))[:4]
+    path = tmp_path / "pool_M4.parquet"
+    write_parquet(pool_to_frame(pool), path)
+    assert torch.equal(read_run_pool([path], "4", 2), pool)
+    assert torch.equal(read_run_pool(path, "4", 2), pool)
+    assert read_run_pool([], "inf", 2) is None  # a run on the true prior has no pool
+    with pytest.raises(ValueError, match="expected 8"):
+        read_run_pool([path], "8", 2)
+    with pytest.raises(ValueError, match="expected 3"):
+        read_run_pool([path], "4", 3)

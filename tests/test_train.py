@@ -1,5 +1,6 @@
 import itertools
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -7,8 +8,9 @@ import torch
 
 from lrpfn import train as train_module
 from lrpfn.checkpoint import load_checkpoint
-from lrpfn.config import ExecutionConfig, ModelConfig, RunConfig, TrainConfig, checkpoint_steps
+from lrpfn.config import ExecutionConfig, ModelConfig, PriorConfig, RunConfig, TrainConfig, checkpoint_steps
 from lrpfn.io import ArtifactError, load_torch
+from lrpfn.priors import StandardGaussian
 from lrpfn.tasks import master_pool
 from lrpfn.train import TrainingDiverged, learning_rate, train
 
@@ -77,19 +79,21 @@ def test_training_draws_its_batches_with_the_curriculums_dimensions(tmp_path, mo
         return batch
 
     monkeypatch.setattr(train_module, "sample_batch", recording_sample)
-    train(run, master_pool(8, 2, seed=0), tmp_path, progress=False)
+    train(run, master_pool(8, 0, StandardGaussian(2)), tmp_path, progress=False)
     assert seen == [1] * 9 + [2] * 11
 
 
 def test_run_config_roundtrips_through_a_dict():
+    spike_slab = PriorConfig.from_dict({"kind": "spike_slab", "p_zero": 0.5, "slab_var": 2.0})
     for pool_size in (8, math.inf):
-        run = tiny_run(pool_size=pool_size)
-        assert RunConfig.from_dict(run.to_dict()) == run
+        for prior in (PriorConfig(), spike_slab):
+            run = replace(tiny_run(pool_size=pool_size), prior=prior)
+            assert RunConfig.from_dict(run.to_dict()) == run
 
 
 def test_run_writes_checkpoints_and_log(tmp_path):
     run = tiny_run(steps=60)
-    pool = master_pool(8, 2, seed=0)
+    pool = master_pool(8, 0, StandardGaussian(2))
     paths = train(run, pool, tmp_path, progress=False)
     assert [p.name for p in paths] == ["step_0000015.pt", "step_0000030.pt", "step_0000060.pt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in paths] + ["log.parquet"])
@@ -108,7 +112,7 @@ class Killed(Exception):
 
 def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):
     run, every10 = tiny_run(steps=50), ExecutionConfig(device="cpu", save_every=10)
-    pool = master_pool(8, 2, seed=0)
+    pool = master_pool(8, 0, StandardGaussian(2))
     clean = train(run, pool, tmp_path / "clean", every10, progress=False)
 
     real_sample = train_module.sample_batch
@@ -139,7 +143,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):
 
 
 def test_resume_state_of_another_config_is_ignored(tmp_path):
-    pool = master_pool(8, 2, seed=0)
+    pool = master_pool(8, 0, StandardGaussian(2))
     every10 = ExecutionConfig(device="cpu", save_every=10)
     train(tiny_run(steps=20), pool, tmp_path / "a", every10, progress=False)
     (tmp_path / "b").mkdir()
@@ -153,7 +157,7 @@ def test_resume_state_of_another_config_is_ignored(tmp_path):
 
 
 def test_nan_loss_stops_the_run_with_a_clear_error(tmp_path):
-    pool = master_pool(8, 2, seed=0)
+    pool = master_pool(8, 0, StandardGaussian(2))
     pool[3, 0] = float("nan")
     with pytest.raises(TrainingDiverged, match=r"non-finite loss .* at step \d+ of run M=8"):
         train(tiny_run(steps=30), pool, tmp_path, progress=False)
@@ -162,11 +166,11 @@ def test_nan_loss_stops_the_run_with_a_clear_error(tmp_path):
 
 def test_pool_of_the_wrong_shape_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="pool has shape"):
-        train(tiny_run(), master_pool(8, 3, seed=0), tmp_path, progress=False)
+        train(tiny_run(), master_pool(8, 0, StandardGaussian(3)), tmp_path, progress=False)
 
 
 def test_checkpoint_with_another_config_is_rejected(tmp_path):
-    paths = train(tiny_run(steps=5), master_pool(8, 2, seed=0), tmp_path, progress=False)
+    paths = train(tiny_run(steps=5), master_pool(8, 0, StandardGaussian(2)), tmp_path, progress=False)
     other = ModelConfig(dim=2, n_buckets=16, d_model=32, n_layers=1, n_heads=2, d_mlp=32)
     with pytest.raises(ArtifactError, match=f"{paths[-1].name}.*differs"):
         load_checkpoint(paths[-1], expect=other)
@@ -175,9 +179,9 @@ def test_checkpoint_with_another_config_is_rejected(tmp_path):
 def test_bfloat16_autocast_trains_like_float32(tmp_path):
     # The bf16 path (meant for GPUs) also runs on the CPU: same batches, same schedule, and the
     # loss curve stays close to the float32 one (bf16 keeps ~3 significant digits).
-    losses = {}
+    losses, pool = {}, master_pool(8, 0, StandardGaussian(2))
     for precision in ("float32", "bfloat16"):
-        train(tiny_run(steps=150, precision=precision), master_pool(8, 2, seed=0), tmp_path / precision, progress=False)
+        train(tiny_run(steps=150, precision=precision), pool, tmp_path / precision, progress=False)
         losses[precision] = pd.read_parquet(tmp_path / precision / "log.parquet").loss.to_numpy()
     f32, bf16 = losses["float32"], losses["bfloat16"]
     assert f32[-20:].mean() < f32[:10].mean() - 0.3  # it learns
@@ -188,7 +192,8 @@ def test_bfloat16_autocast_trains_like_float32(tmp_path):
 
 def test_losses_are_read_in_blocks_but_logged_for_every_step(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "_READ_EVERY", 7)
-    train(tiny_run(steps=30), master_pool(8, 2, seed=0), tmp_path, ExecutionConfig(save_every=11), progress=False)
+    pool = master_pool(8, 0, StandardGaussian(2))
+    train(tiny_run(steps=30), pool, tmp_path, ExecutionConfig(save_every=11), progress=False)
     log = pd.read_parquet(tmp_path / "log.parquet")
     assert log.step.tolist() == list(range(1, 31)) and log.loss.notna().all()
 
@@ -196,7 +201,7 @@ def test_losses_are_read_in_blocks_but_logged_for_every_step(tmp_path, monkeypat
 def test_execution_settings_change_no_byte_of_a_checkpoint(tmp_path):
     # The run's identity is its science: how often the resume state is saved changes neither
     # the weights nor the run config stored with them, so the files are byte-identical.
-    pool = master_pool(8, 2, seed=0)
+    pool = master_pool(8, 0, StandardGaussian(2))
     run = tiny_run(steps=30)
     a = train(run, pool, tmp_path / "a", ExecutionConfig(device="cpu", save_every=7), progress=False)
     b = train(run, pool, tmp_path / "b", ExecutionConfig(device="auto", save_every=1000), progress=False)

@@ -62,6 +62,9 @@ def test_metrics_table_schema_and_plausible_values(pipeline):
     expected = (eval_true.target[:, 0].double() ** 2).mean().item() / TEST_CONFIG["dim"]
     first = metrics[(metrics.position == 0) & (metrics.tasks == "true")]
     np.testing.assert_allclose(first.mse_ridge, expected, rtol=1e-12)
+    # Under N(0, I) ridge is the true prior's Bayes predictor: one predictor, two roles.
+    for metric in ("mse", "delta", "nll"):
+        np.testing.assert_array_equal(metrics[f"{metric}_bayes"], metrics[f"{metric}_ridge"])
     assert 0.6 < expected < 1.5  # E(w.x)^2 / D = 1 under the true prior
     # A one-task pool is learned exactly by dMMSE: zero error, the noise entropy as NLL.
     m1 = metrics[(metrics.pool_size == "1") & (metrics.tasks == "pool")]
@@ -82,24 +85,26 @@ def test_closeness_and_thresholds_follow_from_the_per_sequence_values(pipeline):
         s = sequences[
             (sequences.pool_size == row.pool_size) & (sequences.step == row.step) & (sequences.tasks == "true")
         ]
-        d = (s.delta_ridge - s.delta_dmmse).to_numpy()
+        d = (s.delta_bayes - s.delta_dmmse).to_numpy()
         assert row.diff == pytest.approx(d.mean(), rel=1e-12)
         assert row.diff_se == pytest.approx(d.std(ddof=1) / math.sqrt(len(d)), rel=1e-12)
         # The per-position tables give the same mean (over sequences and positions).
         mean = summary[(summary.pool_size == row.pool_size) & (summary.step == row.step) & (summary.tasks == "true")]
-        assert row.diff == pytest.approx((mean.delta_ridge - mean.delta_dmmse).item(), rel=1e-9)
+        assert row.diff == pytest.approx((mean.delta_bayes - mean.delta_dmmse).item(), rel=1e-9)
     # After 40 steps a 1- or 4-task model is far closer to dMMSE on new tasks (measured z = 6.7 and 5.1).
     final = closeness[closeness.step == 40]
     assert final.closer.tolist() == ["dmmse", "dmmse"] and (final.z > 2).all()
     thresholds = pd.read_parquet(tables / "thresholds.parquet").set_index("method")
-    assert thresholds.index.tolist() == ["closer_to_ridge", "budget_crossing"]
-    closer = thresholds.loc["closer_to_ridge"]
+    assert thresholds.index.tolist() == ["closer_to_bayes", "budget_crossing"]
+    assert (thresholds.baseline == "bayes").all()
+    closer = thresholds.loc["closer_to_bayes"]
     assert math.isnan(closer.pool_size_star) and closer.lower == 4 and math.isnan(closer.upper)
     assert "M=4" in closer.reason and "dMMSE" in closer.reason
     # The budget crossing compares the final checkpoints of the 40-step runs with those of
     # runs trained to completion in 20 steps (thresholds.short_budget: 0.5), sequence by sequence.
     crossing = thresholds.loc["budget_crossing"]
-    assert "runs of 40 and of 20 steps" in crossing.description and "proxy" not in crossing.description
+    assert (crossing.budgets, crossing.long_step, crossing.short_step) == ("runs", 40, 20)
+    assert "runs of 40 and of 20 steps" in crossing.description
     effect = pd.read_parquet(tables / "budget_effect.parquet")
     assert (
         effect.pool_size.tolist() == ["1", "4"] and (effect.short_step == 20).all() and (effect.long_step == 40).all()
@@ -111,7 +116,7 @@ def test_closeness_and_thresholds_follow_from_the_per_sequence_values(pipeline):
     for row in effect.itertuples():
         a = sequences[(sequences.pool_size == row.pool_size) & (sequences.step == 40) & (sequences.tasks == "true")]
         b = short[(short.pool_size == row.pool_size) & (short.tasks == "true")]
-        assert row.r == pytest.approx(math.log(a.delta_ridge.mean() / b.delta_ridge.mean()), rel=1e-12)
+        assert row.r == pytest.approx(math.log(a.delta_bayes.mean() / b.delta_bayes.mean()), rel=1e-12)
     # Measured: M=4 moves away from ridge with more training (r = 0.032, 2 SE = 0.031), M=1 is
     # unresolved. Whichever way float rounding tips M=4, no crossing lies within the pools.
     assert effect.effect.iloc[0] == "unresolved" and effect.effect.iloc[1] in ("away", "unresolved")
@@ -173,17 +178,19 @@ def test_resampling_tables(pipeline):
     expected = {"reference", "std_ratio", "ks", "energy", "floor_ks", "floor_energy", "median_pool_distance"}
     assert expected <= set(stats.columns)
     # runs x 2 checkpoints x 2 dims x references, over targets: prior + 1 true prefix, and for a
-    # finite M 1 pool prefix and the pool reference beside the Gaussian one.
+    # finite M 1 pool prefix and the pool's reference (dmmse) beside the true prior's (bayes, which
+    # under N(0, I) is also ridge, resampled once).
     assert len(stats) == 2 * 2 * (3 * 2 + 3 * 2 + 2)
-    assert set(stats.loc[stats.pool_size == "inf", "reference"]) == {"gaussian"}
+    assert set(stats.loc[stats.pool_size == "inf", "reference"]) == {"bayes"}
+    assert set(stats.loc[stats.pool_size != "inf", "reference"]) == {"bayes", "dmmse"}
     # Each statistic is that of the sample tables it names: the implied prior of M=4 at step 40,
     # against the pool reference (replica 0), and the floor: the other replicas' distance to it.
     reference = pd.read_parquet(pipeline / RESULTS / "resample/M4_reference.parquet")
     model = samples[samples.kind == "prior"]
-    ref = reference[(reference.kind == "prior") & (reference.prior == "pool")]
+    ref = reference[(reference.kind == "prior") & (reference.reference == "dmmse")]
     for dim in (0, 1):
         select = (stats.pool_size == "4") & (stats.step == 40) & (stats.kind == "prior") & (stats.dim == dim)
-        row = stats[select & (stats.reference == "pool")].iloc[0]
+        row = stats[select & (stats.reference == "dmmse")].iloc[0]
         w = model[f"w_{dim}"].to_numpy()
         r0, *others = (ref.loc[ref.replica == i, f"w_{dim}"].to_numpy() for i in sorted(ref.replica.unique()))
         assert row.std_ratio == pytest.approx(w.std(ddof=1) / r0.std(ddof=1), rel=1e-12)
@@ -197,13 +204,14 @@ def test_posterior_marginals_name_each_reference_and_the_true_task(pipeline):
     # runs x 2 checkpoints x 2 dims over posterior targets: 1 true prefix, and for a finite M 1 pool prefix.
     assert len(marginals) == 2 * 2 * (3 + 2)
     post = stats[stats.kind == "posterior"]
-    for prior in ("gaussian", "pool"):
-        merged = marginals.merge(post[post.reference == prior], on=MARGINAL_KEYS)
-        np.testing.assert_array_equal(merged[f"energy_{prior}"], merged.energy)
+    for role in ("bayes", "dmmse"):
+        merged = marginals.merge(post[post.reference == role], on=MARGINAL_KEYS)
+        np.testing.assert_array_equal(merged[f"energy_{role}"], merged.energy)
+    np.testing.assert_array_equal(marginals.energy_ridge, marginals.energy_bayes)  # one predictor under N(0, I)
     inf = marginals[marginals.pool_size == "inf"]
-    assert inf.energy_pool.isna().all() and (inf.closer_to == "").all()
+    assert inf.energy_dmmse.isna().all() and (inf.closer_to == "").all()
     finite = marginals[marginals.pool_size != "inf"]
-    nearer = np.where(finite.energy_pool < finite.energy_gaussian, "pool", "gaussian")
+    nearer = np.where(finite.energy_dmmse < finite.energy_bayes, "dmmse", "bayes")
     assert (finite.closer_to == nearer).all()
     # The true task is the evaluation sequence's, and the rms distance is the sample table's.
     eval_pool = read_eval_set(pipeline / RESULTS / "tasks/eval_M4.parquet")

@@ -9,11 +9,11 @@ import yaml
 
 from lrpfn import priors
 from lrpfn.bayes import mixture_predictive
-from lrpfn.config import task_prior
+from lrpfn.config import PriorConfig, run_config, task_prior
 from lrpfn.implied import near_zero_threshold
 from lrpfn.tasks import read_eval_set, read_pool
 
-from helpers import RESULTS, TEST_CONFIG, new_workdir, planned_jobs, snakemake, write_config
+from helpers import RESULTS, TEST_CONFIG, experiment, new_workdir, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -35,7 +35,7 @@ def sparse(tmp_path_factory):
 
 
 def prior_mixture():
-    return priors.build(PRIOR, TEST_CONFIG["dim"])
+    return priors.build(PriorConfig.from_dict(PRIOR), TEST_CONFIG["dim"])
 
 
 def test_tasks_are_drawn_from_the_prior(sparse):
@@ -59,6 +59,7 @@ def test_the_bayes_columns_are_the_exact_engine_and_ridge_is_moment_matched(spar
     x, y, target = batch.x.double(), batch.y.double(), batch.target.double()
     dim = x.shape[-1]
     prior = prior_mixture()
+    assert isinstance(prior, priors.GaussianMixture)
     for name, mixture in (("bayes", prior), ("ridge", prior.moment_matched())):
         mean, _, nll = mixture_predictive(x, y, mixture, TEST_CONFIG["noise_var"])
         np.testing.assert_allclose(row[f"mse_{name}"], (((mean - target) ** 2) / dim).mean(0).numpy(), rtol=1e-9)
@@ -80,43 +81,43 @@ def test_thresholds_and_closeness_are_against_the_true_priors_bayes_predictor(sp
 
 
 def test_references_resample_under_every_prior_and_the_spike_is_read_out(sparse):
-    for pool_size, expected in (("4", {"gaussian", "bayes", "pool"}), ("inf", {"gaussian", "bayes"})):
+    for pool_size, expected in (("4", {"ridge", "bayes", "dmmse"}), ("inf", {"ridge", "bayes"})):
         reference = pd.read_parquet(sparse / f"resample/M{pool_size}_reference.parquet")
-        assert set(reference.prior) == expected
+        assert set(reference.reference) == expected
     reference = pd.read_parquet(sparse / "resample/Minf_reference.parquet")
     stats = pd.read_parquet(sparse / "tables/resample_stats.parquet")
     threshold = near_zero_threshold(TEST_CONFIG["noise_var"], TEST_CONFIG["context_length"], TEST_CONFIG["dim"])
     prior_rows = stats[(stats.pool_size == "inf") & (stats.kind == "prior") & (stats.step == 40)]
     assert (prior_rows.near_zero == threshold).all()
-    for prior, rows in prior_rows.groupby("reference"):
-        exact = reference[(reference.prior == prior) & (reference.replica == 0) & (reference.kind == "prior")]
+    for role, rows in prior_rows.groupby("reference"):
+        exact = reference[(reference.reference == role) & (reference.replica == 0) & (reference.kind == "prior")]
         for _, row in rows.iterrows():
             assert row.ref_mass_near_zero == (exact[f"w_{row.dim}"].abs() < threshold).mean()
     # The moment-matched Gaussian has no spike: its exact reference puts less mass near zero
     # (4000 paths in all, over two dims; the spike's mass is ~p_zero, the Gaussian's ~0.1).
     mass = prior_rows.groupby("reference").ref_mass_near_zero.mean()
-    assert mass["bayes"] > mass["gaussian"] + 0.1
+    assert mass["bayes"] > mass["ridge"] + 0.1
 
 
 def test_read_outs_name_the_true_prior(sparse):
     marginals = pd.read_parquet(sparse / "tables/posterior_marginals.parquet")
     assert {"energy_bayes", "floor_energy_bayes"} <= set(marginals.columns)
     finite = marginals[marginals.pool_size == "4"]
-    energy = finite[["energy_gaussian", "energy_bayes", "energy_pool"]].to_numpy()
-    nearest = np.array(["gaussian", "bayes", "pool"])[energy.argmin(1)]
+    energy = finite[["energy_ridge", "energy_bayes", "energy_dmmse"]].to_numpy()
+    nearest = np.array(["ridge", "bayes", "dmmse"])[energy.argmin(1)]
     assert (finite.closer_to == nearest).all()
     predictive = pd.read_parquet(sparse / "tables/predictive.parquet")
-    assert predictive.kl_bayes.notna().all() and predictive.kl_gaussian.notna().all()
+    assert predictive.kl_bayes.notna().all() and predictive.kl_ridge.notna().all()
     # With no pair observed, the exact predictive's variance is the prior's x^T Sigma x + noise_var
     # under both the true prior and its moment-matched Gaussian.
     empty = predictive[predictive.prompt_length == 0]
-    np.testing.assert_allclose(empty.sd_bayes, empty.sd_gaussian, rtol=1e-9)
+    np.testing.assert_allclose(empty.sd_bayes, empty.sd_ridge, rtol=1e-9)
 
 
 def test_a_prior_is_part_of_the_identity_of_everything_it_draws(sparse, tmp_path):
     """Changing the prior replans the tasks, every training run and what follows; the plain
     test config's run identity has no prior at all."""
-    assert task_prior(TEST_CONFIG) is None
+    assert task_prior(TEST_CONFIG).is_default and "prior" not in run_config(experiment(), "inf", 0).to_dict()
     config = sparse_config()
     config["prior"] = dict(PRIOR, p_zero=0.25)
     workdir = sparse.parent

@@ -19,10 +19,13 @@ results come back in the input's floating dtype.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from .priors import GaussianMixture
+if TYPE_CHECKING:
+    from .priors import GaussianMixture
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -132,20 +135,51 @@ def dmmse_nll(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: f
 
 def dmmse_posterior(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: float) -> torch.Tensor:
     """Posterior weights over the pool after *all* K pairs, (B, M) float64 summing to 1."""
-    resid = y.double().unsqueeze(-1) - x.double() @ pool.double().to(x.device).T  # (B, K, M)
-    log_w = -(resid**2).sum(1) / (2 * noise_var)
-    return torch.softmax(log_w, dim=-1)
+    return torch.softmax(pool_log_likelihood(x, y, pool, noise_var), dim=-1)
+
+
+def gaussian_observe(
+    mean: torch.Tensor,
+    cov: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    noise_var: float,
+    cov_x: torch.Tensor | None = None,
+    var: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rank-one update of a Gaussian posterior ``N(mean, cov)`` over w on observing
+    ``y = w·x + eps``: with ``s = noise_var + x^T cov x`` and ``g = cov x / s``,
+    ``mean += g (y - mean·x)`` and ``cov -= s g g^T``.
+
+    Shapes: mean (..., D), cov (..., D, D), x (..., D), y (...); ``cov_x`` (``cov x``) and
+    ``var`` (``s``) when the caller has them from the predictive at the same x. No inverse
+    of ``cov``, so point masses (cov = 0) stay put."""
+    if cov_x is None:
+        cov_x = torch.einsum("...ij,...j->...i", cov, x)
+    if var is None:
+        var = noise_var + (cov_x * x).sum(-1)
+    gain = cov_x / var.unsqueeze(-1)
+    mean = mean + gain * (y - (mean * x).sum(-1)).unsqueeze(-1)
+    cov = cov - var[..., None, None] * gain.unsqueeze(-1) * gain.unsqueeze(-2)
+    return mean, cov
+
+
+def pool_log_likelihood(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: float) -> torch.Tensor:
+    """Log likelihood of n pairs under each pool task, up to a constant shared by the tasks:
+    ``-||y - X w_m||^2 / (2 noise_var)``, (B, M) float64 for x (B, n, D), y (B, n)."""
+    resid = y.double().unsqueeze(-1) - x.double() @ pool.double().to(x.device).T  # (B, n, M)
+    return -(resid**2).sum(-2) / (2 * noise_var)
 
 
 class MixturePosterior:
     """The posterior of w under a Gaussian-mixture prior, for B sequences at once, one pair at
-    a time (SPEC §10), float64: normalised log weights (B, C), component means (B, C, D) and
-    covariances (B, C, D, D), starting from the prior.
+    a time (docs/design.md §2), float64: normalised log weights (B, C), component means
+    (B, C, D) and covariances (B, C, D, D), starting from the prior.
 
     Per component the predictive of the next y at x is ``N(x·mu_c, x^T S_c x + noise_var)``.
     When y is observed each weight is multiplied by its component's density of y (before that
-    component's own update) and renormalised in log space, and each component takes its
-    rank-one update.
+    component's own update) and renormalised in log space, and each component takes the
+    rank-one update :func:`gaussian_observe`.
     """
 
     def __init__(self, prior: GaussianMixture, noise_var: float, batch: int, device=None):
@@ -157,9 +191,9 @@ class MixturePosterior:
 
     def predictive(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """At inputs x (B, D): ``S_c x`` (B, C, D), and each component's predictive mean and variance (B, C)."""
-        cov_x = torch.einsum("bcij,bj->bci", self.covariances, x)
-        mean = torch.einsum("bci,bi->bc", self.means, x)
-        return cov_x, mean, self.noise_var + torch.einsum("bci,bi->bc", cov_x, x)
+        x = x.unsqueeze(-2)
+        cov_x = torch.einsum("...ij,...j->...i", self.covariances, x)
+        return cov_x, (self.means * x).sum(-1), self.noise_var + (cov_x * x).sum(-1)
 
     def observe(self, x: torch.Tensor, y: torch.Tensor, predictive: tuple | None = None) -> None:
         """Condition on the pairs (x, y), (B, D) and (B,); ``predictive`` is :meth:`predictive`
@@ -167,9 +201,17 @@ class MixturePosterior:
         cov_x, comp_mean, comp_var = self.predictive(x) if predictive is None else predictive
         y = y.unsqueeze(-1)
         self.log_weights = torch.log_softmax(self.log_weights - gaussian_nll(y, comp_mean, comp_var), -1)
-        gain = cov_x / comp_var.unsqueeze(-1)
-        self.means = self.means + gain * (y - comp_mean).unsqueeze(-1)
-        self.covariances = self.covariances - comp_var[..., None, None] * gain.unsqueeze(-1) * gain.unsqueeze(-2)
+        self.means, self.covariances = gaussian_observe(
+            self.means, self.covariances, x.unsqueeze(-2), y, self.noise_var, cov_x, comp_var
+        )
+
+    def copy(self) -> MixturePosterior:
+        out = MixturePosterior.__new__(MixturePosterior)
+        out.noise_var = self.noise_var
+        out.log_weights, out.means, out.covariances = (
+            self.log_weights.clone(), self.means.clone(), self.covariances.clone()
+        )  # fmt: skip
+        return out
 
 
 def _mixture_scan(x: torch.Tensor, y: torch.Tensor, prior: GaussianMixture, noise_var: float):
@@ -222,29 +264,106 @@ def mixture_predictive(
 def mixture_posterior(
     x: torch.Tensor, y: torch.Tensor, prior: GaussianMixture, noise_var: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Posterior after *all* n pairs of each sequence, in closed form (SPEC §10), float64:
-    normalised log weights (B, C), means (B, C, D) and covariances (B, C, D, D).
+    """Posterior after *all* n pairs of each sequence, in closed form (docs/design.md §2),
+    float64: normalised log weights (B, C), means (B, C, D) and covariances (B, C, D, D).
 
-    Per component ``G_c = X Sigma_c X^T + noise_var I``, ``mu_c = m_c + Sigma_c X^T G_c^-1
-    (y - X m_c)``, ``S_c = Sigma_c - Sigma_c X^T G_c^-1 X Sigma_c`` and the weight
-    ``pi_c N(y; X m_c, G_c)``: no inverse of ``Sigma_c``, so point masses are fine.
-    """
+    Per component, in the coordinates z of ``w = m_c + L_c z`` (``L_c L_c^T = Sigma_c``,
+    z ~ N(0, I)) with ``A = X L_c`` and ``r = y - X m_c``: ``P = A^T A + noise_var I`` (D x D),
+    ``mu_z = P^-1 A^T r``, ``Cov z = noise_var P^-1``, so ``mu_c = m_c + L_c mu_z`` and
+    ``S_c = L_c Cov(z) L_c^T``; the weight is ``pi_c N(r; 0, A A^T + noise_var I)`` with
+    ``log det = log det P + (n - D) log noise_var`` and ``r^T (.)^-1 r = (||r - A mu_z||^2 +
+    noise_var ||mu_z||^2) / noise_var``. Only D x D systems, never an inverse of Sigma_c (point
+    masses are fine) and P >= noise_var I, so it stays finite at any noise level."""
     x, y = x.double(), y.double()
-    batch, n, _ = x.shape
-    means, covs = prior.means.to(x.device), prior.covariances.to(x.device)
-    if n == 0:
-        return (
-            prior.log_weights.to(x.device).expand(batch, -1).clone(),
-            means.expand(batch, -1, -1).clone(),
-            covs.expand(batch, -1, -1, -1).clone(),
-        )
-    cov_xt = torch.einsum("cij,bnj->bcin", covs, x)  # Sigma_c X^T: (B, C, D, n)
-    gram = x.unsqueeze(1) @ cov_xt + noise_var * torch.eye(n, dtype=torch.float64, device=x.device)
-    chol = torch.linalg.cholesky(gram)
+    n, dim = x.shape[1], x.shape[2]
+    means, factors = prior.means.to(x.device), prior.factors.to(x.device)
+    a = torch.einsum("bnd,cdk->bcnk", x, factors)  # X L_c: (B, C, n, D)
     resid = y.unsqueeze(1) - torch.einsum("bnd,cd->bcn", x, means)  # (B, C, n)
-    alpha = torch.cholesky_solve(resid.unsqueeze(-1), chol).squeeze(-1)
-    post_means = means + (cov_xt @ alpha.unsqueeze(-1)).squeeze(-1)
-    post_covs = covs - cov_xt @ torch.cholesky_solve(cov_xt.transpose(-1, -2), chol)
-    log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-    log_marginal = -0.5 * (n * LOG_2PI + log_det + (resid * alpha).sum(-1))
+    eye = torch.eye(dim, dtype=torch.float64, device=x.device)
+    chol = torch.linalg.cholesky(a.transpose(-1, -2) @ a + noise_var * eye)
+    mu_z = torch.cholesky_solve(a.transpose(-1, -2) @ resid.unsqueeze(-1), chol)  # (B, C, D, 1)
+    post_means = means + (factors @ mu_z).squeeze(-1)
+    post_covs = noise_var * factors @ torch.cholesky_inverse(chol) @ factors.transpose(-1, -2)
+    post_covs = 0.5 * (post_covs + post_covs.transpose(-1, -2))
+    mu_z = mu_z.squeeze(-1)
+    misfit = resid - (a @ mu_z.unsqueeze(-1)).squeeze(-1)
+    quadratic = ((misfit**2).sum(-1) + noise_var * (mu_z**2).sum(-1)) / noise_var
+    log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1) + (n - dim) * math.log(noise_var)
+    log_marginal = -0.5 * (n * LOG_2PI + log_det + quadratic)
     return torch.log_softmax(prior.log_weights.to(x.device) + log_marginal, -1), post_means, post_covs
+
+
+_CHUNK_Y = 1 << 22  # float64 scratch per chunk of a mixture density (32 MiB)
+
+
+@dataclass(frozen=True)
+class NormalMixture:
+    """Gaussian mixtures over y, a batch of them: normalised log weights, means and variances,
+    each (..., C) float64. The exact predictives all have this form: one component under a
+    Gaussian prior, one per pool task under a pool, one per prior component under a mixture.
+    """
+
+    log_weights: torch.Tensor
+    means: torch.Tensor
+    variances: torch.Tensor
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """(...)"""
+        return (self.log_weights.exp() * self.means).sum(-1)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        """``sum_c pi_c (v_c + (m_c - m)^2)``, (...): free of the cancellation in E[y^2] - E[y]^2."""
+        centred = self.means - self.mean.unsqueeze(-1)
+        return (self.log_weights.exp() * (self.variances + centred**2)).sum(-1)
+
+    def log_prob(self, y: torch.Tensor) -> torch.Tensor:
+        """log p(y) for y (...) of the batch's shape."""
+        return torch.logsumexp(self.log_weights - gaussian_nll(y.unsqueeze(-1), self.means, self.variances), -1)
+
+    def cdf(self, y: torch.Tensor) -> torch.Tensor:
+        """P(Y <= y) for y (...) of the batch's shape."""
+        z = (y.unsqueeze(-1) - self.means) / self.variances.sqrt()
+        return (self.log_weights.exp() * torch.special.ndtr(z)).sum(-1)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One draw per mixture of a batch (B,): a component from the weights, then its Gaussian."""
+        c = torch.multinomial(torch.softmax(self.log_weights, -1), 1, generator=generator)
+        noise = torch.randn(c.shape[0], generator=generator, device=self.means.device, dtype=torch.float64)
+        return self.means.gather(-1, c).squeeze(-1) + self.variances.gather(-1, c).squeeze(-1).sqrt() * noise
+
+    # One mixture (no batch shape): densities on a grid of y, for quadrature and figures.
+
+    def log_density(self, y: torch.Tensor) -> torch.Tensor:
+        """log p(y) of a single mixture at every y (any shape); in chunks of y, so that a pool
+        of any size fits in memory."""
+        y = torch.as_tensor(y, dtype=torch.float64)
+        flat = y.reshape(-1, 1)
+        chunk = max(1, _CHUNK_Y // self.means.numel())
+        parts = [self._log_density(flat[i : i + chunk]) for i in range(0, max(1, len(flat)), chunk)]
+        return torch.cat(parts).reshape(y.shape)
+
+    def _log_density(self, y: torch.Tensor) -> torch.Tensor:
+        log_components = -0.5 * (LOG_2PI + torch.log(self.variances) + (y - self.means) ** 2 / self.variances)
+        return torch.logsumexp(self.log_weights + log_components, dim=-1)
+
+    def span(self, sds: float = 12.0) -> tuple[float, float]:
+        """An interval holding all but a negligible part of a single mixture's mass: every
+        component with weight above 1e-15, ``sds`` standard deviations either side."""
+        keep = self.log_weights > math.log(1e-15)
+        sd = self.variances[keep].sqrt()
+        return (self.means[keep] - sds * sd).min().item(), (self.means[keep] + sds * sd).max().item()
+
+    @property
+    def resolution(self) -> float:
+        """The narrowest length scale of a single mixture's density: its smallest component sd."""
+        return self.variances.min().sqrt().item()
+
+
+class Normal(NormalMixture):
+    """A batch of Gaussians over y (one component each): a draw needs no component."""
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(self.means.shape[0], generator=generator, device=self.means.device, dtype=torch.float64)
+        return self.means[:, 0] + self.variances[:, 0].sqrt() * noise

@@ -1,4 +1,4 @@
-"""The bar distribution with full support (SPEC §4).
+"""The bar distribution with full support (docs/design.md §4).
 
 ``n`` buckets between borders ``b_0 < ... < b_n``. Inner buckets ``1..n-2`` have uniform
 density on ``[b_k, b_{k+1}]``. The two outer buckets are half-normal tails anchored at
@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from .priors import GaussianMixture
+from .priors import Prior
 
 # Phi^-1(3/4): a half-normal of scale s puts half its mass within 0.6745 s of its anchor.
 _HALF_NORMAL_MEDIAN = 0.6744897501960817
@@ -28,15 +28,14 @@ _LOG_2_OVER_SQRT_2PI = math.log(2 / math.sqrt(2 * math.pi))
 
 def prior_borders(
     n_buckets: int,
-    dim: int,
     noise_var: float,
+    prior: Prior,
     seed: int = 0,
     n_samples: int = 1 << 21,
-    prior: GaussianMixture | None = None,
 ) -> torch.Tensor:
     """Bucket borders at quantiles of the ``T_true`` prior predictive of y, (n_buckets + 1,) float64.
 
-    ``y = w·x + eps`` with w, x ~ N(0, I_D) (or w from ``prior``): symmetric, variance D +
+    ``y = w·x + eps`` with x ~ N(0, I_D) and w from ``prior``: symmetric, variance D +
     noise_var under N(0, I_D), heavy tailed. Interior borders ``b_i = Q(i/n)``; outer borders
     ``Q(1/(2n))`` and ``Q(1 - 1/(2n))``. y is symmetric about 0 under any prior over w (x and -x are
     equally likely); the sample is symmetrised (y and -y), so borders are exactly symmetric.
@@ -45,12 +44,8 @@ def prior_borders(
         raise ValueError(f"n_buckets must be >= 2, got {n_buckets}")
     rng = np.random.default_rng(seed)
     half = n_samples // 2
-    x = rng.standard_normal((half, dim))
-    if prior is None:
-        w = rng.standard_normal((half, dim))
-    else:
-        normals = torch.from_numpy(rng.standard_normal((half, dim + 1)))
-        w = prior.draw(torch.special.ndtr(normals[:, 0]), normals[:, 1:]).numpy()
+    x = rng.standard_normal((half, prior.dim))
+    w = prior.draw_rows(rng, half).numpy()
     y = np.einsum("nd,nd->n", x, w) + math.sqrt(noise_var) * rng.standard_normal(half)
     y = np.concatenate([y, -y])
     levels = np.arange(n_buckets + 1) / n_buckets

@@ -22,6 +22,7 @@ the standard library and pyyaml.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -35,9 +36,12 @@ class ConfigError(ValueError):
     """An invalid experiment config; the message names the key."""
 
 
+_SCHEMA = yaml.safe_load(SCHEMA.read_text())
+
+
 def _schema_defaults() -> dict[str, dict]:
     """``{section: {key: default}}`` for every key of a section that has a schema default."""
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = _SCHEMA
     return {
         section: {key: spec["default"] for key, spec in body.get("properties", {}).items() if "default" in spec}
         for section, body in schema["properties"].items()
@@ -121,6 +125,54 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PriorConfig:
+    """The true task prior of an experiment: its kind and parameters, typed and hashable.
+
+    Its kinds and their parameters are declared in the schema (``prior``); the parameters
+    keep the order the schema's branch of the kind requires them in."""
+
+    kind: str = "gaussian"
+    params: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def parameters(self) -> dict:
+        return dict(self.params)
+
+    @property
+    def is_default(self) -> bool:
+        """N(0, I_D), whose runs keep the identity they had before priors were configurable."""
+        return self.kind == "gaussian"
+
+    @property
+    def title(self) -> str:
+        """How figures name the prior ('spike-and-slab', ...): the kind's title in the schema."""
+        return _PRIOR_KINDS[self.kind]["title"]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **self.parameters}
+
+    @classmethod
+    def from_dict(cls, prior: dict | None) -> PriorConfig:
+        """Checks ``prior`` (a config's section, None for none) against the schema; errors name the key."""
+        if prior is None:
+            return cls()
+        _raise_first_error(_validator(_SCHEMA["properties"]["prior"]).iter_errors(prior), "prior")
+        return cls(prior["kind"], tuple((key, prior[key]) for key in _PRIOR_KINDS[prior["kind"]]["required"]))
+
+
+def _prior_kinds() -> dict[str, dict]:
+    """``{kind: {title, required}}`` from the schema's ``prior`` section."""
+    prior = _SCHEMA["properties"]["prior"]
+    kinds = {option["const"]: {"title": option["title"]} for option in prior["properties"]["kind"]["oneOf"]}
+    for branch in prior["allOf"]:
+        kinds[branch["if"]["properties"]["kind"]["const"]]["required"] = branch["then"]["required"]
+    return kinds
+
+
+_PRIOR_KINDS = _prior_kinds()
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """One training run's identity: everything that determines its checkpoints' numbers."""
 
@@ -132,13 +184,15 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
     border_seed: int = 0
-    prior: dict | None = None  # the true task prior (:func:`task_prior`); None: N(0, I_D)
+    prior: PriorConfig = field(default_factory=lambda: PriorConfig())  # the true task prior
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["pool_size"] = str(self.pool_size)  # 'inf' survives JSON and weights-only loading
-        if self.prior is None:
+        if self.prior.is_default:
             del out["prior"]  # the default prior leaves the identity of earlier runs as it was
+        else:
+            out["prior"] = self.prior.to_dict()
         return out
 
     @classmethod
@@ -147,6 +201,7 @@ class RunConfig:
         data["pool_size"] = float(data["pool_size"])
         data["model"] = ModelConfig(**data["model"])
         data["train"] = TrainConfig(**data["train"])
+        data["prior"] = PriorConfig.from_dict(data.get("prior"))
         return cls(**data)
 
 
@@ -209,37 +264,70 @@ def pool_sizes(config: dict) -> list[str]:
 
 # --- the task prior --------------------------------------------------------------------
 
-PRIOR_KEYS = {
-    "gaussian": (),
-    "spike_slab": ("p_zero", "slab_var"),
-    "mixture": ("n_components", "separation", "cluster_var", "seed"),
-}
 MAX_SPIKE_SLAB_DIM = 10  # spike-and-slab is a mixture of 2^dim components
 
 
-def task_prior(config: dict) -> dict | None:
-    """The true task prior of an experiment as ``{kind, parameters}``; None for N(0, I_D)
-    (no ``prior`` section, or kind gaussian), whose runs keep their original identity."""
-    prior = config.get("prior")
-    if prior is None or prior["kind"] == "gaussian":
-        return None
-    return {"kind": prior["kind"], **{key: prior[key] for key in PRIOR_KEYS[prior["kind"]]}}
+def task_prior(config: dict) -> PriorConfig:
+    """The true task prior of an experiment (N(0, I_D) without a ``prior`` section)."""
+    return PriorConfig.from_dict(config.get("prior"))
 
 
-def _check_prior(config: dict) -> None:
-    prior = config.get("prior")
-    if prior is None:
+# --- validation --------------------------------------------------------------------------
+
+
+def _validator(schema: dict):
+    import jsonschema  # on the parse path only when a config is checked
+
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _raise_first_error(errors, prefix: str = "") -> None:
+    """A :class:`ConfigError` naming the key of the most relevant schema violation, if any."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(errors)
+    if error is None:
         return
-    kind = prior["kind"]
-    wanted = set(PRIOR_KEYS[kind])
-    if extra := sorted(set(prior) - wanted - {"kind"}):
-        raise ConfigError(f"prior.{extra[0]}: not a parameter of prior kind {kind!r} (it takes {sorted(wanted)})")
-    if missing := sorted(wanted - set(prior)):
-        raise ConfigError(f"prior.{missing[0]}: prior kind {kind!r} needs {sorted(wanted)}")
-    if kind == "spike_slab" and config["dim"] > MAX_SPIKE_SLAB_DIM:
-        raise ConfigError(
-            f"prior.kind: spike_slab is a mixture of 2^dim components; dim={config['dim']} exceeds {MAX_SPIKE_SLAB_DIM}"
-        )
+    path = ".".join(str(part) for part in [*([prefix] if prefix else []), *error.absolute_path])
+    message = error.message
+    if list(error.absolute_path)[-1:] == ["kind"] and error.validator == "oneOf":
+        message = f"unknown prior kind {error.instance!r} (known: {', '.join(sorted(_PRIOR_KINDS))})"
+    elif "propertyNames" in error.absolute_schema_path:
+        # A key the kind does not take: the failing check is the key name's (its value is the key).
+        allowed = error.validator_value if error.validator == "enum" else error.validator_value["enum"]
+        path = f"{path}.{error.instance}" if path else str(error.instance)
+        message = f"not a parameter of this kind (it takes {allowed})"
+    elif error.validator == "required":
+        key = message.split("'")[1]
+        path = f"{path}.{key}" if path else key
+    raise ConfigError(f"{path or '<config>'}: {message}")
+
+
+def _fill_defaults(config: dict) -> None:
+    """The schema's defaults, in place: top-level keys, then the keys of each section present."""
+    for key, spec in _SCHEMA["properties"].items():
+        if "default" in spec:
+            config.setdefault(key, copy.deepcopy(spec["default"]))
+    for section, defaults in DEFAULTS.items():
+        if isinstance(config.get(section), dict):
+            for key, value in defaults.items():
+                config[section].setdefault(key, copy.deepcopy(value))
+
+
+def validate_schema(config: dict) -> None:
+    """Types and ranges of every key against the schema; raises :class:`ConfigError` naming the key."""
+    _raise_first_error(_validator(_SCHEMA).iter_errors(config))
+
+
+def prepare(config: dict) -> dict:
+    """The one validation path of an experiment config, in place: the schema's defaults and
+    checks, the defaults that follow the experiment (:func:`complete`) and the checks across
+    keys (:func:`check_experiment`). Returns ``config``."""
+    _fill_defaults(config)
+    validate_schema(config)
+    complete(config)
+    check_experiment(config)
+    return config
 
 
 # --- experiment -> run configs ---------------------------------------------------------
@@ -327,8 +415,13 @@ def complete(config: dict) -> dict:
 
 
 def check_experiment(config: dict) -> None:
-    """Checks beyond the schema, on a :func:`complete` config; raises :class:`ConfigError` naming the keys."""
-    _check_prior(config)
+    """Checks across keys, on a :func:`complete` config, after the schema's (run again here, so
+    that a direct call refuses what the schema does); raises :class:`ConfigError` naming the keys."""
+    validate_schema(config)
+    if config.get("prior", {}).get("kind") == "spike_slab" and config["dim"] > MAX_SPIKE_SLAB_DIM:
+        raise ConfigError(
+            f"prior.kind: spike_slab is a mixture of 2^dim components; dim={config['dim']} exceeds {MAX_SPIKE_SLAB_DIM}"
+        )
     model = config["model"]
     if model["d_model"] % model["n_heads"]:
         raise ConfigError(f"model.n_heads: {model['n_heads']} does not divide model.d_model={model['d_model']}")

@@ -1,4 +1,4 @@
-"""The PFN's implied prior and posteriors, read out by predictive resampling (SPEC §7).
+"""The PFN's implied prior and posteriors, read out by predictive resampling (docs/design.md §7).
 
 A *target* is what gets resampled: the prior (no observed prefix) or a posterior given the
 first ``prefix_length`` pairs of an evaluation sequence. Every path has ``path_length``
@@ -6,10 +6,10 @@ points in all (prefix included), so prior and posteriors use the same functional
 
 Sample tables have one row per path: kind ('prior' | 'posterior'), tasks ('' for the prior,
 else the evaluation set the prefix came from: 'true' | 'pool'), prefix (sequence index, -1
-for the prior), path, w_0..w_{D-1}; reference tables lead with the exact predictive's
-prior and replica (0 .. REPLICAS - 1). The priors: 'gaussian' (N(0, I), or under another
-true prior the Gaussian with its mean and covariance), 'bayes' (the true prior, when it is
-not N(0, I); SPEC §10) and 'pool' (the run's pool, for a finite M).
+for the prior), path, w_0..w_{D-1}; reference tables lead with the exact predictor's role
+(``reference``: 'bayes', the true prior's; 'ridge', its moment-matched Gaussian's, when
+that is another predictor; 'dmmse', the run's pool's, for a finite M; :mod:`lrpfn.roles`)
+and replica (0 .. REPLICAS - 1).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import torch
 
 from .buckets import BarDistribution
 from .compare import against_samples, nearest_atom_distance
+from .exact import ExactPredictor
 from .model import PFN
-from .priors import GaussianMixture
 from .resample import Resampled, draw_inputs, resample_exact, resample_model
+from .roles import EXACT
 from .tasks import Batch, read_eval_set, w_columns
 
 TARGET_KEYS = ["kind", "tasks", "prefix"]
@@ -83,37 +84,29 @@ def model_samples(
     return pd.concat(frames, ignore_index=True)
 
 
-REFERENCE_KEYS = ["prior", "replica"]
-REPLICAS = 9  # exact references per prior: replica 0 is compared with the PFN, 1.. give the floor and its spread
+REFERENCE_KEYS = ["reference", "replica"]
+REPLICAS = 9  # exact references per predictor: replica 0 is compared with the PFN, 1.. give the floor and its spread
 
 
 def reference_samples(
-    pool: torch.Tensor | None,
-    noise_var: float,
+    predictors: dict[str, ExactPredictor],
     dim: int,
     all_targets: list[Target],
     n_paths: int,
     path_length: int,
     seed: int,
-    prior: GaussianMixture | None = None,
 ) -> pd.DataFrame:
-    """The same procedure with exact posterior predictives, along the PFN's inputs.
-
-    Under the Gaussian prior N(0, I) (``prior`` 'gaussian'; with a true ``prior``, the
-    Gaussian with its mean and covariance), under the true ``prior`` when given ('bayes')
-    and, when ``pool`` is given, under the pool prior ('pool'); each :data:`REPLICAS` times
-    (``replica`` 0, 1, ...: other y draws), so that the distance between two exact
-    resamplers — the sampling floor — and its spread are known.
-    """
-    priors = {"gaussian": None if prior is None else prior.moment_matched()}
-    priors |= ({} if prior is None else {"bayes": prior}) | ({} if pool is None else {"pool": pool})
+    """The same procedure with exact predictors (keyed by role, :func:`lrpfn.exact.distinct`),
+    along the PFN's inputs; each :data:`REPLICAS` times (``replica`` 0, 1, ...: other y draws),
+    so that the distance between two exact resamplers — the sampling floor — and its spread
+    are known."""
     frames = []
-    for prior, tasks in priors.items():
+    for reference, predictor in predictors.items():
         for replica in range(REPLICAS):
             for target in all_targets:
                 inputs, generator = _streams(target, n_paths, path_length, dim, seed, replica)
-                result = resample_exact(tasks, noise_var, inputs, target.x, target.y, generator)
-                frames.append(sample_frame(target, result).assign(prior=prior, replica=replica))
+                result = resample_exact(predictor, inputs, target.x, target.y, generator)
+                frames.append(sample_frame(target, result).assign(reference=reference, replica=replica))
     table = pd.concat(frames, ignore_index=True)
     return table[[*REFERENCE_KEYS, *(c for c in table.columns if c not in REFERENCE_KEYS)]]
 
@@ -158,7 +151,7 @@ def statistics(
             return frame[(frame.kind == target.kind) & (frame.tasks == target.tasks) & (frame.prefix == target.prefix)]
 
         model = select(samples)
-        for prior, ref in select(reference).groupby("prior", sort=False):
+        for name, ref in select(reference).groupby("reference", sort=False):
             exact = ref.loc[ref.replica == 0, cols].to_numpy()
             floor = _floor(exact, [group[cols].to_numpy() for r, group in ref.groupby("replica") if r != 0])
             ref_pool_distance = np.nan if atoms is None else np.median(nearest_atom_distance(exact, atoms))
@@ -176,7 +169,7 @@ def statistics(
                     table["mass_near_zero"] = (np.abs(w) < near_zero).mean(0)
                     table["ref_mass_near_zero"] = (np.abs(exact) < near_zero).mean(0)
                 for i, (key, value) in enumerate(
-                    [("step", step), *((k, getattr(target, k)) for k in TARGET_KEYS), ("reference", prior)]
+                    [("step", step), *((k, getattr(target, k)) for k in TARGET_KEYS), ("reference", name)]
                 ):
                     table.insert(i, key, value)
                 rows.append(table)
@@ -204,27 +197,50 @@ def targets_from_files(
 
 
 MARGINAL_KEYS = ["pool_size", "seed", "step", "tasks", "prefix", "dim"]
+REFERENCE_ROLES = list(EXACT)
 
 
 def posterior_marginals(stats: pd.DataFrame) -> pd.DataFrame:
     """The posterior rows of a statistics table, one row per (run, step, target, dim).
 
-    Per reference prior (suffix ``_gaussian``, ``_pool`` — NaN for a run without a pool —
-    and ``_bayes`` under a true prior other than N(0, I)): the PFN's energy distance to that
-    exact reference resampler, its floor and the floor's spread, and the reference's rms
-    distance to the true task; beside them the true task's coordinate (``true_w``), the
-    PFN's rms distance to it (``true_w_rmse``) and ``closer_to``, the reference the PFN's
-    marginal is nearest to in energy distance (empty with a single reference).
+    Per exact reference by role (suffix ``_ridge``, ``_bayes``, ``_dmmse`` — NaN for a run
+    without a pool; ``_ridge`` repeats ``_bayes`` where the two coincide, under N(0, I)): the
+    PFN's energy distance to that reference resampler, its floor and the floor's spread,
+    and the reference's rms distance to the true task; beside them the true task's
+    coordinate (``true_w``), the PFN's rms distance to it (``true_w_rmse``) and
+    ``closer_to``, the distinct reference the PFN's marginal is nearest to in energy distance
+    (empty with a single one).
     """
     post = stats[stats.kind == "posterior"]
+    present = [role for role in REFERENCE_ROLES if (post.reference == role).any()]
     per_reference = ["energy", "floor_energy", "floor_energy_sd", "ref_true_w_rmse"]
-    table = post[post.reference == "gaussian"].set_index(MARGINAL_KEYS)[["true_w", "true_w_rmse"]]
-    priors = ["gaussian", *(["bayes"] if (post.reference == "bayes").any() else []), "pool"]
-    for prior in priors:
-        values = post[post.reference == prior].set_index(MARGINAL_KEYS)[per_reference]
-        table = table.join(values.rename(columns=lambda c, p=prior: f"{c}_{p}"))
-    energy = table[[f"energy_{prior}" for prior in priors]]
+    table = post[post.reference == present[0]].set_index(MARGINAL_KEYS)[["true_w", "true_w_rmse"]]
+    for role in REFERENCE_ROLES:
+        source = role if role in present else "bayes" if role == "ridge" else role
+        values = post[post.reference == source].set_index(MARGINAL_KEYS)[per_reference]
+        table = table.join(values.rename(columns=lambda c, r=role: f"{c}_{r}"))
+    energy = table[[f"energy_{role}" for role in present]]
     several = energy.notna().sum(axis=1) > 1
-    nearest = energy.fillna(np.inf).to_numpy().argmin(axis=1)  # ties go to the first, 'gaussian'
-    table["closer_to"] = np.where(several, np.asarray(priors)[nearest], "")
+    nearest = energy.fillna(np.inf).to_numpy().argmin(axis=1)  # ties go to the first present
+    table["closer_to"] = np.where(several, np.asarray(present)[nearest], "")
     return table.reset_index()
+
+
+def posterior_summary(stats: pd.DataFrame) -> pd.DataFrame:
+    """The resampled posteriors on new tasks, one row per (run, reference, step): the energy
+    distance to each exact reference, its floor and the floor's spread, each averaged over
+    dimensions and T_true prefixes (``n_rows`` of them); then per (pool size, reference,
+    step) over seeds (``seed`` 'mean'). ``final`` marks each pool size's last step. What the
+    posterior figure draws."""
+    post = stats[(stats.kind == "posterior") & (stats.tasks == "true")]
+    columns = ["energy", "floor_energy", "floor_energy_sd"]
+    keys = ["pool_size", "reference", "step"]
+    per_run = post.groupby(["pool_size", "seed", "reference", "step"], sort=False)
+    runs = per_run[columns].mean().join(per_run.size().rename("n_rows")).reset_index()
+    runs["seed"] = runs["seed"].astype(str)
+    seeds = runs.groupby(keys, sort=False)
+    mean = seeds[columns].mean().join(seeds.n_rows.sum()).reset_index().assign(seed="mean")
+    table = pd.concat([runs, mean], ignore_index=True)
+    table["final"] = table.step == table.groupby("pool_size").step.transform("max")
+    table["pool_size_value"] = table.pool_size.astype(float)
+    return table.sort_values(["pool_size_value", "reference", "seed", "step"], ignore_index=True)

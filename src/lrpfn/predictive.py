@@ -2,19 +2,18 @@
 
 A *prompt* is the first L pairs of an evaluation sequence and the query x at position L of
 the same sequence (so the query is drawn once, with the evaluation set's seed). At a prompt
-the PFN's predictive is its bar distribution (:class:`lrpfn.buckets.BarDistribution`); the
-exact predictives are Gaussian mixtures over y: one component under the Gaussian prior
-(ridge), one per pool task under the pool prior (dMMSE, weights = the posterior over the
-pool), one per prior component under a Gaussian-mixture true prior (SPEC §10; then
-'gaussian' is the Gaussian with the prior's mean and covariance, 'bayes' the true prior).
-:func:`kl_divergence` integrates ``KL(exact || PFN)`` numerically: Gauss-Legendre
-nodes on pieces split at every bucket border, where the bar density has its kinks, and no
-wider than half the narrowest component's standard deviation, so both integrands are
+the PFN's predictive is its bar distribution (:class:`lrpfn.buckets.BarDistribution`); an
+exact predictor's (:meth:`lrpfn.exact.ExactPredictor.prompt_predictive`) is, for those of
+this package, a Gaussian mixture over y: one component under a Gaussian prior (ridge), one
+per pool task (dMMSE), one per prior component under a Gaussian-mixture prior.
+:func:`kl_divergence` integrates ``KL(exact || PFN)`` numerically: Gauss-Legendre nodes on
+pieces split at every bucket border, where the bar density has its kinks, and no wider than
+half the exact density's resolution (its narrowest component's sd), so both integrands are
 smooth on each piece.
 
 Averaged over prompts drawn from the prior (with their own y), ``KL(exact || PFN)`` is
 the PFN's expected NLL gap to the exact predictive: the evaluation tables' ``nll_model -
-nll_ridge`` estimates the same number.
+nll_bayes`` estimates the same number.
 """
 
 from __future__ import annotations
@@ -26,90 +25,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .bayes import LOG_2PI, mixture_posterior
+from .bayes import NormalMixture
 from .buckets import BarDistribution
+from .exact import ExactPredictor
 from .model import PFN
-from .priors import GaussianMixture
 from .tasks import Batch
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
-_CHUNK_ELEMENTS = 1 << 22  # float64 scratch per chunk of a mixture density (32 MiB)
 
 
-@dataclass(frozen=True)
-class Mixture:
-    """A Gaussian mixture over y: normalised log weights, means and variances, (C,) float64 each."""
-
-    log_weights: torch.Tensor
-    means: torch.Tensor
-    variances: torch.Tensor
-
-    def log_density(self, y: torch.Tensor) -> torch.Tensor:
-        """log p(y), elementwise; in chunks of y, so that a pool of any size fits in memory."""
-        y = torch.as_tensor(y, dtype=torch.float64)
-        flat = y.reshape(-1, 1)
-        chunk = max(1, _CHUNK_ELEMENTS // self.means.numel())
-        out = torch.cat([self._log_density(flat[i : i + chunk]) for i in range(0, max(1, len(flat)), chunk)])
-        return out.reshape(y.shape)
-
-    def _log_density(self, y: torch.Tensor) -> torch.Tensor:
-        log_components = -0.5 * (LOG_2PI + torch.log(self.variances) + (y - self.means) ** 2 / self.variances)
-        return torch.logsumexp(self.log_weights + log_components, dim=-1)
-
-    def span(self, sds: float = 12.0) -> tuple[float, float]:
-        """An interval holding all but a negligible part of the mass: every component with
-        weight above 1e-15, ``sds`` standard deviations either side."""
-        keep = self.log_weights > math.log(1e-15)
-        sd = self.variances[keep].sqrt()
-        return (self.means[keep] - sds * sd).min().item(), (self.means[keep] + sds * sd).max().item()
-
-    @property
-    def mean(self) -> float:
-        return (self.log_weights.exp() * self.means).sum().item()
-
-    @property
-    def variance(self) -> float:
-        w = self.log_weights.exp()
-        return (w * (self.variances + self.means**2)).sum().item() - self.mean**2
-
-
-def gaussian_predictive(x: torch.Tensor, y: torch.Tensor, query: torch.Tensor, noise_var: float) -> Mixture:
-    """Posterior predictive of y at ``query`` under w ~ N(0, I) given pairs x (L, D), y (L,)."""
-    x, y, query = x.double(), y.double(), query.double()
-    precision = x.T @ x + noise_var * torch.eye(query.shape[0], dtype=torch.float64)
-    mean = query @ torch.linalg.solve(precision, x.T @ y)
-    var = noise_var + noise_var * query @ torch.linalg.solve(precision, query)
-    return Mixture(torch.zeros(1, dtype=torch.float64), mean.reshape(1), var.reshape(1))
-
-
-def pool_predictive(
-    x: torch.Tensor, y: torch.Tensor, query: torch.Tensor, pool: torch.Tensor, noise_var: float
-) -> Mixture:
-    """Posterior predictive of y at ``query`` under w ~ Uniform(pool) given pairs x (L, D), y (L,)."""
-    x, y, query, pool = x.double(), y.double(), query.double(), pool.double()
-    log_w = -((y.unsqueeze(-1) - x @ pool.T) ** 2).sum(0) / (2 * noise_var)
-    return Mixture(
-        torch.log_softmax(log_w, dim=0),
-        pool @ query,
-        torch.full((pool.shape[0],), float(noise_var), dtype=torch.float64),
-    )
-
-
-def prior_predictive(
-    x: torch.Tensor, y: torch.Tensor, query: torch.Tensor, prior: GaussianMixture, noise_var: float
-) -> Mixture:
-    """Posterior predictive of y at ``query`` under a Gaussian-mixture prior given pairs x (L, D),
-    y (L,): per component ``N(query·mu_c, query^T S_c query + noise_var)``, posterior weights."""
-    log_w, means, covs = mixture_posterior(x.unsqueeze(0), y.unsqueeze(0), prior, noise_var)
-    query = query.double()
-    return Mixture(log_w[0], means[0] @ query, noise_var + torch.einsum("i,cij,j->c", query, covs[0], query))
-
-
-def quadrature(bar: BarDistribution, exact: Mixture) -> tuple[torch.Tensor, torch.Tensor]:
+def quadrature(bar: BarDistribution, exact: NormalMixture) -> tuple[torch.Tensor, torch.Tensor]:
     """Nodes and weights for integrals against ``exact`` over its span, split at the bucket
-    borders and into pieces no wider than half the narrowest component's sd."""
+    borders and into pieces no wider than half its resolution (the narrowest component's sd)."""
     lo, hi = exact.span()
-    step = 0.5 * exact.variances.min().sqrt().item()
+    step = 0.5 * exact.resolution
     borders = bar.borders.double().numpy()
     grid = np.linspace(lo, hi, max(2, math.ceil((hi - lo) / step) + 1))
     edges = np.unique(np.concatenate([grid, borders[(borders > lo) & (borders < hi)]]))
@@ -119,7 +48,7 @@ def quadrature(bar: BarDistribution, exact: Mixture) -> tuple[torch.Tensor, torc
     return torch.from_numpy(nodes.ravel()), torch.from_numpy(weights.ravel())
 
 
-def kl_divergence(exact: Mixture, bar: BarDistribution, logits: torch.Tensor) -> float:
+def kl_divergence(exact: NormalMixture, bar: BarDistribution, logits: torch.Tensor) -> float:
     """``KL(exact || bar(logits))`` in nats, by quadrature (see the module doc)."""
     nodes, weights = quadrature(bar, exact)
     return _kl(nodes, weights, exact.log_density(nodes), bar, logits)
@@ -131,12 +60,10 @@ def _kl(nodes: torch.Tensor, weights: torch.Tensor, log_p: torch.Tensor, bar: Ba
     return (weights * log_p.exp() * (log_p - log_q)).sum().item()
 
 
-def discretised_logits(exact: Mixture, bar: BarDistribution) -> torch.Tensor:
+def discretised_logits(exact: NormalMixture, bar: BarDistribution) -> torch.Tensor:
     """The bar distribution closest to ``exact`` in KL: each bucket gets ``exact``'s mass in it."""
-    b = bar.borders.double()
-    inner = b[1:-1]
-    cdf = exact.log_weights.exp() * torch.special.ndtr((inner.unsqueeze(-1) - exact.means) / exact.variances.sqrt())
-    cdf = torch.cat([torch.zeros(1, dtype=torch.float64), cdf.sum(-1), torch.ones(1, dtype=torch.float64)])
+    inner = bar.borders.double()[1:-1]
+    cdf = torch.cat([torch.zeros(1, dtype=torch.float64), exact.cdf(inner), torch.ones(1, dtype=torch.float64)])
     return torch.log(cdf.diff().clamp_min(1e-300))
 
 
@@ -161,21 +88,14 @@ def prompts(eval_sets: dict[str, Batch], n_prompts: int, lengths: list[int]) -> 
     return out
 
 
-def exact_predictives(
-    prompt: Prompt, pool: torch.Tensor | None, noise_var: float, prior: GaussianMixture | None = None
-) -> dict[str, Mixture]:
-    """The exact predictives at a prompt: 'gaussian' always (N(0, I), or the moment-matched
-    Gaussian of a true ``prior``), 'bayes' under a true ``prior``, 'pool' for a finite pool."""
-    if prior is None:
-        out = {"gaussian": gaussian_predictive(prompt.x, prompt.y, prompt.query, noise_var)}
-    else:
-        out = {
-            name: prior_predictive(prompt.x, prompt.y, prompt.query, p, noise_var)
-            for name, p in (("gaussian", prior.moment_matched()), ("bayes", prior))
-        }
-    if pool is not None:
-        out["pool"] = pool_predictive(prompt.x, prompt.y, prompt.query, pool, noise_var)
-    return out
+def exact_predictives(prompt: Prompt, predictors: dict[str, ExactPredictor | None]) -> dict[str, NormalMixture]:
+    """The exact predictives at a prompt, by role (those with a predictor), each distinct
+    predictor's computed once."""
+    computed: dict[int, NormalMixture] = {}
+    for predictor in predictors.values():
+        if predictor is not None and id(predictor) not in computed:
+            computed[id(predictor)] = predictor.prompt_predictive(prompt.x, prompt.y, prompt.query)
+    return {key: computed[id(p)] for key, p in predictors.items() if p is not None}
 
 
 @torch.no_grad()
@@ -186,7 +106,9 @@ def prompt_logits(model: PFN, prompt: Prompt) -> torch.Tensor:
     return model(x.float(), y.float())[0, -1]
 
 
-def density_grid(bar: BarDistribution, logits: list[torch.Tensor], exact: list[Mixture], n: int = 2001) -> torch.Tensor:
+def density_grid(
+    bar: BarDistribution, logits: list[torch.Tensor], exact: list[NormalMixture], n: int = 2001
+) -> torch.Tensor:
     """A y grid for plotting: the exact predictives' spans and the PFN's central 1 - 2e-5."""
     lo, hi = zip(*(m.span(sds=6.0) for m in exact), strict=True)
     q = torch.tensor([1e-5, 1 - 1e-5], dtype=torch.float64)
@@ -198,25 +120,24 @@ def compare(
     models: dict[int, PFN],
     bar: BarDistribution,
     all_prompts: list[Prompt],
-    pool: torch.Tensor | None,
-    noise_var: float,
-    prior: GaussianMixture | None = None,
+    predictors: dict[str, ExactPredictor | None],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per prompt and checkpoint (``models``: step -> PFN of one run, sharing ``bar``): the KL
-    divergence from each exact predictive to the PFN's and the moments of each; and the
-    densities of all of them on one grid per prompt (for the figure). The exact side — the
-    mixtures, their quadrature nodes and densities — is computed once per prompt."""
+    divergence from each exact predictive (by role, :func:`lrpfn.exact.references`, or any
+    predictors) to the PFN's and the moments of each; and the densities of all of them on one
+    grid per prompt (for the figure). A role without a predictor has NaN columns. The exact
+    side — the predictives, their quadrature nodes and densities — is computed once per prompt."""
     rows, curves = [], []
     for prompt in all_prompts:
         key = {"tasks": prompt.tasks, "sequence": prompt.sequence, "prompt_length": prompt.length}
-        exact = exact_predictives(prompt, pool, noise_var, prior)
+        exact = exact_predictives(prompt, predictors)
         on_nodes = {}
         for name, mixture in exact.items():
             nodes, weights = quadrature(bar, mixture)
             on_nodes[name] = (nodes, weights, mixture.log_density(nodes))
         logits = {step: prompt_logits(model.eval(), prompt).double() for step, model in models.items()}
         grid = density_grid(bar, list(logits.values()), list(exact.values()))
-        exact_density = {f"density_{name}": m.log_density(grid).exp().numpy() for name, m in exact.items()}
+        exact_density = {name: m.log_density(grid).exp().numpy() for name, m in exact.items()}
         for step, step_logits in logits.items():
             row = (
                 {"step": step}
@@ -227,21 +148,17 @@ def compare(
                     "model_sd": bar.variance(step_logits).sqrt().item(),
                 }
             )
-            for name, mixture in exact.items():
-                row[f"kl_{name}"] = _kl(*on_nodes[name], bar, step_logits)
-                row[f"mean_{name}"], row[f"sd_{name}"] = mixture.mean, math.sqrt(mixture.variance)
+            for name in predictors:
+                mixture = exact.get(name)
+                row[f"kl_{name}"] = math.nan if mixture is None else _kl(*on_nodes[name], bar, step_logits)
+                row[f"mean_{name}"] = math.nan if mixture is None else float(mixture.mean)
+                row[f"sd_{name}"] = math.nan if mixture is None else math.sqrt(float(mixture.variance))
             rows.append(row)
             model_density = bar.log_prob(step_logits, grid).exp().numpy()
+            densities = {f"density_{name}": exact_density.get(name, np.nan) for name in predictors}
             curves.append(
-                pd.DataFrame({"y": grid.numpy(), "density_model": model_density} | exact_density).assign(
-                    step=step, **key
-                )
+                pd.DataFrame({"y": grid.numpy(), "density_model": model_density} | densities).assign(step=step, **key)
             )
-    table = pd.DataFrame(rows)
-    if pool is None:
-        table = table.assign(kl_pool=np.nan, mean_pool=np.nan, sd_pool=np.nan)
-    density = pd.concat(curves, ignore_index=True)
-    if pool is None:
-        density["density_pool"] = np.nan
     keys = ["step", "tasks", "sequence", "prompt_length"]
-    return table, density[[*keys, *(c for c in density.columns if c not in keys)]]
+    density = pd.concat(curves, ignore_index=True)
+    return pd.DataFrame(rows), density[[*keys, *(c for c in density.columns if c not in keys)]]

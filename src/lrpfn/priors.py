@@ -1,39 +1,67 @@
-"""Task priors over w beyond the isotropic Gaussian (SPEC §10): Gaussian mixtures.
+"""Task priors: what a task's w is drawn from, and which exact predictor serves it.
 
-Every prior here is a :class:`GaussianMixture` ``w ~ sum_c pi_c N(m_c, Sigma_c)``, so one
-exact engine (:func:`lrpfn.bayes.mixture_predictive`) serves all of them:
+A prior is an object, never ``None`` (docs/design.md §9). Every prior draws tasks and
+names its exact Bayes predictor (:mod:`lrpfn.exact`), which picks the fast path:
 
-* ``gaussian`` — ``N(0, I_D)``, the default, one component (ridge);
-* ``spike_slab`` — each coordinate 0 with probability ``p_zero``, else ``N(0, slab_var)``:
-  one component per support ``s in {0,1}^D`` (``Sigma_s = slab_var diag(s)``);
-* ``mixture`` — C clusters of tasks from a seeded hyperprior: equal weights, means
-  ``m_c ~ N(0, separation^2 I_D)``, covariances ``cluster_var I_D``.
+* :class:`StandardGaussian` — ``N(0, I_D)``, the default: ridge;
+* :class:`GaussianMixture` — ``w ~ sum_c pi_c N(m_c, Sigma_c)``: the sequential mixture
+  engine. The built-in kinds ``spike_slab`` (each coordinate 0 with probability
+  ``p_zero``, else ``N(0, slab_var)``: one component per support ``s in {0,1}^D``) and
+  ``mixture`` (C clusters, equal weights, means ``m_c ~ N(0, separation^2 I_D)`` from a
+  seeded hyperprior, covariances ``cluster_var I_D``) are mixtures, and so is the
+  moment-matched Gaussian of any prior (:meth:`moment_matched`), whose Bayes predictor —
+  generalised ridge — is the best predictor linear in the data;
+* :class:`Pool` — uniform over the M tasks of a pool: dMMSE.
 
-A pool of M tasks is uniform over M point masses, the dMMSE case of the same engine.
-:meth:`GaussianMixture.moment_matched` is the Gaussian with the prior's mean and covariance:
-its Bayes predictor (generalised ridge) is the best predictor linear in the data.
-
-The config layer describes a prior as a dict (``kind`` and its parameters); ``None`` — no
-``prior`` section — is the default ``N(0, I_D)``, for which every sampler keeps its
-original code path, so that results of configs without a prior do not change.
+A config names its prior by kind (``PriorConfig``); :data:`KINDS` maps each kind to its
+builder, and the schema (``config.schema.yaml``) declares its parameters: adding a kind
+touches this module and the schema.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .config import MAX_SPIKE_SLAB_DIM
+from .config import MAX_SPIKE_SLAB_DIM, PriorConfig
+from .exact import ExactPredictor, MixtureBayes, PoolBayes, Ridge, references
 
 
-@dataclass(frozen=True)
-class GaussianMixture:
+class Prior:
+    """What every task prior offers (subclasses implement each)."""
+
+    dim: int
+
+    def sample_tasks(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """n tasks (n, D) float32 and their pool indices (n,) (-1 off a pool), every random
+        number from ``generator``, on its device."""
+        raise NotImplementedError
+
+    def draw_rows(self, rng: np.random.Generator, n: int) -> torch.Tensor:
+        """n tasks (n, D) float64 from a numpy stream, row by row (so draws are nested in n)."""
+        raise NotImplementedError(f"{type(self).__name__} does not draw from a numpy stream")
+
+    def predictor(self, noise_var: float) -> ExactPredictor:
+        """The exact Bayes predictor of y under this prior."""
+        raise NotImplementedError
+
+    def moment_matched(self) -> Prior:
+        """The Gaussian with this prior's mean and covariance."""
+        raise NotImplementedError
+
+    def as_mixture(self) -> GaussianMixture:
+        """This prior as a Gaussian mixture over w (for its marginals in figures)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianMixture(Prior):
     """``w ~ sum_c exp(log_weights[c]) N(means[c], covariances[c])``; float64, C components in R^D."""
 
     log_weights: torch.Tensor  # (C,), normalised
@@ -70,7 +98,8 @@ class GaussianMixture:
         return torch.einsum("c,cij->ij", self.weights, self.covariances + spread)
 
     def moment_matched(self) -> GaussianMixture:
-        """The Gaussian with this prior's mean and covariance (one component)."""
+        """The Gaussian with this prior's mean and covariance (one component, served by the
+        mixture engine like the prior itself)."""
         return GaussianMixture(
             torch.zeros(1, dtype=torch.float64), self.mean().unsqueeze(0), self.covariance().unsqueeze(0)
         )
@@ -96,9 +125,81 @@ class GaussianMixture:
         component = component.clamp(max=self.n_components - 1)
         return self.means[component] + torch.einsum("nij,nj->ni", self.factors[component], normals.double())
 
+    def sample_tasks(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        device = generator.device
+        uniforms = torch.rand(n, generator=generator, device=device)
+        normals = torch.randn((n, self.dim), generator=generator, device=device)
+        w = self.draw(uniforms.cpu(), normals.cpu()).to(device=device, dtype=torch.float32)
+        return w, torch.full((n,), -1, dtype=torch.long, device=device)
+
+    def draw_rows(self, rng: np.random.Generator, n: int) -> torch.Tensor:
+        """Each row takes D + 1 standard normals: the first, through the normal cdf, picks
+        the row's component, the others its draw within it."""
+        normals = torch.from_numpy(rng.standard_normal((n, self.dim + 1)))
+        return self.draw(torch.special.ndtr(normals[:, 0]), normals[:, 1:])
+
+    def predictor(self, noise_var: float) -> MixtureBayes:
+        return MixtureBayes(self, noise_var)
+
+    def as_mixture(self) -> GaussianMixture:
+        return self
+
+
+@dataclass(frozen=True)
+class StandardGaussian(Prior):
+    """``w ~ N(0, I_D)``, the default prior: served by ridge."""
+
+    dim: int
+
+    def sample_tasks(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        device = generator.device
+        w = torch.randn((n, self.dim), generator=generator, device=device)
+        return w, torch.full((n,), -1, dtype=torch.long, device=device)
+
+    def draw_rows(self, rng: np.random.Generator, n: int) -> torch.Tensor:
+        return torch.from_numpy(rng.standard_normal((n, self.dim)))
+
+    def predictor(self, noise_var: float) -> Ridge:
+        return Ridge(self.dim, noise_var)
+
+    def moment_matched(self) -> StandardGaussian:
+        return self
+
+    def as_mixture(self) -> GaussianMixture:
+        return gaussian(self.dim)
+
+
+@dataclass(frozen=True, eq=False)
+class Pool(Prior):
+    """``w`` uniform over the rows of ``tasks`` (M, D): served by dMMSE."""
+
+    tasks: torch.Tensor
+
+    @property
+    def dim(self) -> int:
+        return self.tasks.shape[1]
+
+    def __len__(self) -> int:
+        return self.tasks.shape[0]
+
+    def sample_tasks(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        device = generator.device
+        task = torch.randint(len(self), (n,), generator=generator, device=device)
+        return self.tasks.to(device)[task], task
+
+    def predictor(self, noise_var: float) -> PoolBayes:
+        return PoolBayes(self.tasks, noise_var)
+
+    def moment_matched(self) -> GaussianMixture:
+        return self.as_mixture().moment_matched()
+
+    def as_mixture(self) -> GaussianMixture:
+        return pool_prior(self.tasks)
+
 
 def gaussian(dim: int) -> GaussianMixture:
-    """``N(0, I_D)``."""
+    """``N(0, I_D)`` as a one-component mixture (served by the mixture engine, unlike
+    :class:`StandardGaussian`; the tests hold the two to each other)."""
     return GaussianMixture(
         torch.zeros(1, dtype=torch.float64),
         torch.zeros(1, dim, dtype=torch.float64),
@@ -147,30 +248,40 @@ def pool_prior(pool: torch.Tensor) -> GaussianMixture:
     )
 
 
-def build(prior: dict | None, dim: int) -> GaussianMixture:
-    """The mixture a config's ``prior`` section describes (``None``: the default N(0, I_D))."""
-    if prior is None or prior["kind"] == "gaussian":
-        return gaussian(dim)
-    if prior["kind"] == "spike_slab":
-        return spike_slab(dim, prior["p_zero"], prior["slab_var"])
-    if prior["kind"] == "mixture":
-        return clusters(dim, prior["n_components"], prior["separation"], prior["cluster_var"], prior["seed"])
-    raise ValueError(f"unknown prior kind {prior['kind']!r}")
+KINDS: dict[str, Callable[..., Prior]] = {
+    "gaussian": StandardGaussian,
+    "spike_slab": spike_slab,
+    "mixture": clusters,
+}
 
 
-def of_run(prior: dict | None, dim: int) -> GaussianMixture | None:
-    """A run's true task prior for the samplers: ``None`` for the default N(0, I_D) (their
-    original code paths), else its mixture, built once per prior and dimension."""
-    return None if prior is None else _cached(json.dumps(prior, sort_keys=True), dim)
+def build(prior: PriorConfig, dim: int) -> Prior:
+    """The prior a config describes (:class:`lrpfn.config.PriorConfig`), built once per
+    config and dimension."""
+    if prior.kind not in KINDS:
+        raise ValueError(f"prior.kind: unknown prior kind {prior.kind!r} (known: {sorted(KINDS)})")
+    return _build(prior, dim)
 
 
 @functools.lru_cache(maxsize=8)
-def _cached(prior: str, dim: int) -> GaussianMixture:
-    return build(json.loads(prior), dim)
+def _build(prior: PriorConfig, dim: int) -> Prior:
+    return KINDS[prior.kind](dim, **prior.parameters)
 
 
-def bayes_name(prior: dict | None) -> str:
-    """How figures name the true prior's Bayes predictor."""
-    if prior is None or prior["kind"] == "gaussian":
-        return "ridge"
-    return {"spike_slab": "Bayes (spike-and-slab)", "mixture": "Bayes (mixture)"}[prior["kind"]]
+def of_run(run, pool: torch.Tensor | None = None) -> Prior:
+    """The task distribution a run (:class:`lrpfn.config.RunConfig`) trains on: its pool
+    (M, D) for a finite pool size, the true prior for M = inf."""
+    if math.isinf(run.pool_size):
+        if pool is not None:
+            raise ValueError(f"a run on the true prior (M = inf) takes no pool, got one of shape {tuple(pool.shape)}")
+        return build(run.prior, run.dim)
+    if pool is None or tuple(pool.shape) != (int(run.pool_size), run.dim):
+        shape = None if pool is None else tuple(pool.shape)
+        raise ValueError(f"pool has shape {shape}, run expects ({int(run.pool_size)}, {run.dim})")
+    return Pool(pool)
+
+
+def run_references(prior: PriorConfig, dim: int, noise_var: float, pool: torch.Tensor | None):
+    """The exact predictors of a run by role (:func:`lrpfn.exact.references`): its true
+    prior's, that prior's moment-matched Gaussian's and, for a finite pool (M, D), the pool's."""
+    return references(build(prior, dim), None if pool is None else Pool(pool), noise_var)

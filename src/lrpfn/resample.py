@@ -1,4 +1,4 @@
-"""Predictive resampling: the martingale posterior of a PFN (SPEC §7).
+"""Predictive resampling: the martingale posterior of a PFN (docs/design.md §7).
 
 Given an observed prefix ``D_n`` (n may be 0), each of B independent paths takes N steps:
 
@@ -18,9 +18,8 @@ interface:
   token per path per step, O(context) each;
 * :func:`resample_reencode` — the PFN re-encoding the whole context every step (slow,
   obvious; kept for tests and the benchmark); it consumes ``generator`` as the cached one;
-* :func:`resample_exact` — the exact posterior predictive of the Gaussian prior (rank-one
-  updates), of a pool prior (mixture weights) or of any Gaussian-mixture prior (both):
-  what a perfect model would produce.
+* :func:`resample_exact` — any exact predictor (:class:`lrpfn.exact.ExactPredictor`): what
+  a perfect model would produce.
 """
 
 from __future__ import annotations
@@ -29,10 +28,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .bayes import MixturePosterior
 from .buckets import BarDistribution
+from .exact import ExactPredictor
 from .model import PFN
-from .priors import GaussianMixture
 
 
 @dataclass
@@ -129,23 +127,15 @@ def resample_reencode(
 
 @torch.no_grad()
 def resample_exact(
-    prior: torch.Tensor | GaussianMixture | None,
-    noise_var: float,
+    predictor: ExactPredictor,
     inputs: torch.Tensor,
     prefix_x: torch.Tensor | None = None,
     prefix_y: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> Resampled:
-    """Predictive resampling with the exact posterior predictive (float64) along ``inputs`` (B, N, D).
-
-    ``prior=None``: Gaussian prior N(0, I); the posterior ``N(mu, S)`` is updated by rank-one
-    steps ``s = noise_var + x^T S x``, ``g = S x / s``, ``mu += g (y - mu·x)``, ``S -= s g g^T``.
-    A tensor (M, D) is a pool prior: log posterior weights over the pool, updated per point;
-    y is drawn by picking a task from the weights, then ``w_m·x + noise``. A
-    :class:`GaussianMixture` combines both (SPEC §10): y is drawn by picking a component
-    from the posterior weights, then from its Gaussian predictive; each weight is multiplied
-    by its component's predictive density of y, and each component takes the rank-one update.
-    """
+    """Predictive resampling with an exact predictor (float64) along ``inputs`` (B, N, D):
+    its state observes the prefix, then at every step y is drawn from its predictive at the
+    path's next x and observed — what a perfect model would produce."""
     n_paths, n_steps, dim = inputs.shape
     device = generator.device if generator is not None else torch.device("cpu")
     dtype = torch.float64
@@ -155,69 +145,12 @@ def resample_exact(
     xs = torch.empty(n_paths, n + n_steps, dim, device=device, dtype=dtype)
     ys = torch.empty(n_paths, n + n_steps, device=device, dtype=dtype)
     xs[:, :n], ys[:, :n] = px, py
-    noise_sd = noise_var**0.5
-    if isinstance(prior, GaussianMixture):
-        update, draw_y = _mixture_sampler(prior, noise_var, n_paths, generator, device)
-    elif prior is None:
-        mean = torch.zeros(n_paths, dim, device=device, dtype=dtype)
-        cov = torch.eye(dim, device=device, dtype=dtype).expand(n_paths, dim, dim).clone()
-
-        def update(x, y):
-            nonlocal mean, cov
-            sx = torch.einsum("bij,bj->bi", cov, x)
-            s = noise_var + (x * sx).sum(-1)
-            g = sx / s.unsqueeze(-1)
-            mean = mean + g * (y - (mean * x).sum(-1)).unsqueeze(-1)
-            cov = cov - s[:, None, None] * g.unsqueeze(-1) * g.unsqueeze(-2)
-
-        def draw_y(x):
-            var = noise_var + torch.einsum("bi,bij,bj->b", x, cov, x)
-            return (mean * x).sum(-1) + var.sqrt() * torch.randn(
-                n_paths, generator=generator, device=device, dtype=dtype
-            )
-
-    else:
-        tasks = prior.to(device=device, dtype=dtype)
-        log_w = torch.zeros(n_paths, tasks.shape[0], device=device, dtype=dtype)
-
-        def update(x, y):
-            nonlocal log_w
-            log_w = log_w - (y.unsqueeze(-1) - x @ tasks.T) ** 2 / (2 * noise_var)
-            log_w = log_w - log_w.max(-1, keepdim=True).values  # keep weights in range
-
-        def draw_y(x):
-            m = torch.multinomial(torch.softmax(log_w, -1), 1, generator=generator).squeeze(-1)
-            noise = torch.randn(n_paths, generator=generator, device=device, dtype=dtype)
-            return (tasks[m] * x).sum(-1) + noise_sd * noise
-
+    state = predictor.start(n_paths, device)
     for t in range(n):
-        update(px[:, t], py[:, t])
+        state.observe(px[:, t], py[:, t])
     for t in range(n_steps):
         x_new = inputs[:, t]
-        y_new = draw_y(x_new)
-        update(x_new, y_new)
+        y_new = state.predictive(x_new).sample(generator)
+        state.observe(x_new, y_new)
         xs[:, n + t], ys[:, n + t] = x_new, y_new
     return Resampled(w_hat=least_squares(xs, ys), x=xs, y=ys)
-
-
-def _mixture_sampler(prior: GaussianMixture, noise_var: float, n_paths: int, generator, device):
-    """``update(x, y)`` and ``draw_y(x)`` of the exact predictive under a Gaussian-mixture prior,
-    one :class:`lrpfn.bayes.MixturePosterior` per path. A draw's predictive serves the update
-    at the same x that follows it."""
-    posterior = MixturePosterior(prior, noise_var, n_paths, device)
-    drawn = None  # (x, its predictive) of the last draw
-
-    def update(x, y):
-        nonlocal drawn
-        posterior.observe(x, y, drawn[1] if drawn is not None and drawn[0] is x else None)
-        drawn = None
-
-    def draw_y(x):
-        nonlocal drawn
-        drawn = (x, posterior.predictive(x))
-        _, comp_mean, comp_var = drawn[1]
-        c = torch.multinomial(torch.softmax(posterior.log_weights, -1), 1, generator=generator)
-        noise = torch.randn(n_paths, generator=generator, device=device, dtype=torch.float64)
-        return comp_mean.gather(-1, c).squeeze(-1) + comp_var.gather(-1, c).squeeze(-1).sqrt() * noise
-
-    return update, draw_y

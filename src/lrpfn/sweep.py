@@ -1,4 +1,4 @@
-"""The task-diversity sweep: tidy tables over runs, and the threshold M* (SPEC §6).
+"""The task-diversity sweep: tidy tables over runs, and the threshold M* (docs/design.md §6).
 
 Tables use one name per concept: ``pool_size`` ('1', ..., 'inf'), ``seed``, ``step``,
 ``tasks`` ('pool' = the run's own T_M, 'true' = T_true), ``position``, ``sequence`` and
@@ -22,9 +22,11 @@ Two estimates of M*:
   (a proxy: that checkpoint's learning rate is still high); the table says which.
 
 "Ridge" above is the generalising solution, the Bayes predictor of the true prior: ridge
-under the default Gaussian prior. Under another prior (SPEC §10) its Bayes predictor takes
-that place under the name 'bayes' (columns ``delta_bayes``, verdict 'bayes', method
-'closer_to_bayes', ...); ridge is then the moment-matched Gaussian baseline.
+under the default Gaussian prior. Tables name it by its role, ``bayes``, whatever the prior
+(columns ``delta_bayes``, verdict 'bayes', method 'closer_to_bayes'); under another prior
+ridge is the moment-matched Gaussian baseline, role ``ridge``. What the budget crossing
+compared is in columns: ``budgets`` ('runs': two runs trained to completion;
+'checkpoints': two checkpoints of one run; 'none'), ``long_step`` and ``short_step``.
 
 :func:`sweep_tables` computes all of it, for all seeds together and for each seed.
 """
@@ -32,33 +34,49 @@ that place under the name 'bayes' (columns ``delta_bayes``, verdict 'bayes', met
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .evaluate import BAYES_METRICS, METRICS
+from .evaluate import METRICS
 
 KEYS = ["pool_size", "seed", "step", "tasks"]
 RESOLVED_SE = 2.0  # a difference counts only beyond this many standard errors
-BASELINE_NAMES = {"ridge": "ridge", "bayes": "the true prior's Bayes predictor"}
+GENERALISING = "bayes"  # the role the PFN should approach on new tasks
+NAME = "the true prior's Bayes predictor"
 
 
 def pool_size_value(pool_size: pd.Series) -> pd.Series:
     return pool_size.astype(float)
 
 
-def generalising(table: pd.DataFrame) -> str:
-    """The generalising baseline of a table: 'bayes' when it has the true prior's Bayes
-    columns (a prior other than the Gaussian), else 'ridge'."""
-    return "bayes" if "delta_bayes" in table.columns else "ridge"
-
-
 def summarise(per_position: pd.DataFrame) -> pd.DataFrame:
     """Average every metric over positions: one row per (pool_size, seed, step, tasks)."""
-    metrics = METRICS + [m for m in BAYES_METRICS if m in per_position.columns]
+    metrics = METRICS
     summary = per_position.groupby(KEYS, sort=False)[metrics].mean().reset_index()
     summary["pool_size_value"] = pool_size_value(summary["pool_size"])
     return summary.sort_values(["pool_size_value", "seed", "tasks", "step"], ignore_index=True)
+
+
+def over_seeds(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Each metric's mean and standard deviation over seeds (``<metric>``, ``<metric>_sd``;
+    the sd is NaN for one seed) per ``keys``, with ``n_seeds`` and, where the table has
+    steps, ``final`` (the row is at its pool size's last step): what the figures draw."""
+    grouped = table.groupby(keys, sort=False)
+    out = grouped[metrics].mean()
+    out = out.join(grouped[metrics].std(ddof=1).rename(columns=lambda c: f"{c}_sd"))
+    out.insert(0, "n_seeds", grouped.seed.nunique())
+    out = out.reset_index()
+    if "step" in keys:
+        out["final"] = out.step == out.groupby("pool_size").step.transform("max")
+    out["pool_size_value"] = pool_size_value(out["pool_size"])
+    return out.sort_values(["pool_size_value", *(k for k in keys if k != "pool_size")], ignore_index=True)
+
+
+def smooth_loss(log: pd.DataFrame) -> pd.Series:
+    """One run's training loss as a running mean over 1 % of its logged steps (at least one)."""
+    return log.loss.rolling(max(1, len(log) // 100), min_periods=1).mean()
 
 
 def closeness(sequences: pd.DataFrame) -> pd.DataFrame:
@@ -68,11 +86,10 @@ def closeness(sequences: pd.DataFrame) -> pd.DataFrame:
     averaged over positions. Columns of the result: ``diff`` (mean over sequences of
     ``delta_ridge - delta_dmmse``; negative = closer to ridge), ``diff_se`` (its standard
     error over sequences, paired: both predictors see the same sequences), ``z`` and
-    ``closer`` ('ridge', 'dmmse' or 'unresolved'), plus ``n_sequences`` and ``n_seeds``.
+    ``closer`` ('bayes', 'dmmse' or 'unresolved'), plus ``n_sequences`` and ``n_seeds``.
     """
-    baseline = generalising(sequences)
     true = _on_new_tasks(sequences)
-    paired = true.assign(d=true[f"delta_{baseline}"] - true.delta_dmmse)
+    paired = true.assign(d=true[f"delta_{GENERALISING}"] - true.delta_dmmse)
     # Seeds see the same evaluation sequences: average them per sequence, then over sequences.
     per_sequence = paired.groupby(["pool_size", "step", "sequence"], sort=False).agg(
         d=("d", "mean"), n_seeds=("seed", "nunique")
@@ -91,7 +108,7 @@ def closeness(sequences: pd.DataFrame) -> pd.DataFrame:
                 "diff": mean,
                 "diff_se": se,
                 "z": _ratio(mean, se),
-                "closer": verdict(mean, se, baseline),
+                "closer": verdict(mean, se),
             }
         )
     columns = ["pool_size", "pool_size_value", "step", "n_sequences", "n_seeds", "diff", "diff_se", "z", "closer"]
@@ -107,7 +124,7 @@ def _ratio(diff: float, se: float) -> float:
     return math.nan
 
 
-def verdict(diff: float, se: float, baseline: str = "ridge") -> str:
+def verdict(diff: float, se: float, baseline: str = GENERALISING) -> str:
     """``baseline`` when ``diff`` is below zero by more than RESOLVED_SE standard errors,
     'dmmse' when above by as much, else 'unresolved'."""
     if not math.isfinite(diff) or not se >= 0:
@@ -122,6 +139,7 @@ def verdict(diff: float, se: float, baseline: str = "ridge") -> str:
 def _result(method: str, description: str, star=math.nan, lower=math.nan, upper=math.nan, reason: str = "") -> dict:
     return {
         "method": method,
+        "baseline": GENERALISING,
         "pool_size_star": float(star),
         "lower": float(lower),
         "upper": float(upper),
@@ -134,10 +152,10 @@ def _size(value: float) -> str:
     return f"{value:g}"
 
 
-def threshold_closer_to_ridge(verdicts: pd.DataFrame, baseline: str = "ridge") -> dict:
+def threshold_closer_to_bayes(verdicts: pd.DataFrame) -> dict:
     """M* (a) from one step's :func:`closeness` rows: the smallest finite M from which every
-    larger finite M is resolved closer to ``baseline`` (ridge), with M* in (lower, upper]."""
-    method, name = f"closer_to_{baseline}", BASELINE_NAMES[baseline]
+    larger finite M is resolved closer to the true prior's Bayes predictor, with M* in (lower, upper]."""
+    baseline, method, name = GENERALISING, f"closer_to_{GENERALISING}", NAME
     description = (
         f"smallest M from which the model is closer to {name} than to dMMSE on T_true at every larger finite M, "
         f"each by more than {RESOLVED_SE:g} standard errors of the paired per-sequence difference "
@@ -173,8 +191,7 @@ def budget_effect(long: pd.DataFrame, short: pd.DataFrame) -> pd.DataFrame:
     method over the paired sequences; ``effect`` is 'away' (r > 0 by more than
     :data:`RESOLVED_SE` standard errors), 'towards' (r < 0 by as much) or 'unresolved'.
     """
-    baseline = generalising(long)
-    delta = f"delta_{baseline}"
+    delta = f"delta_{GENERALISING}"
     rows, short = [], _on_new_tasks(short)
     for pool_size, a_table in _on_new_tasks(long).groupby("pool_size", sort=False):
         b_table = short[short.pool_size == pool_size]
@@ -196,7 +213,7 @@ def budget_effect(long: pd.DataFrame, short: pd.DataFrame) -> pd.DataFrame:
                 f"{delta}_short": mean_b,
                 "r": r,
                 "r_se": se,
-                "effect": {"ridge": "towards", "dmmse": "away", "unresolved": "unresolved"}[verdict(r, se)],
+                "effect": {GENERALISING: "towards", "dmmse": "away", "unresolved": "unresolved"}[verdict(r, se)],
             }
         )
     columns = ["pool_size", "pool_size_value", "long_step", "short_step", f"{delta}_long", f"{delta}_short"]
@@ -208,7 +225,7 @@ def _on_new_tasks(sequences: pd.DataFrame) -> pd.DataFrame:
     return sequences[(sequences.tasks == "true") & (sequences.pool_size != "inf")]
 
 
-def threshold_budget_crossing(effects: pd.DataFrame, budgets: str, baseline: str = "ridge") -> dict:
+def threshold_budget_crossing(effects: pd.DataFrame, budgets: str) -> dict:
     """M* (b), Raventós et al.: where the distance to ridge on T_true at two training budgets crosses.
 
     From :func:`budget_effect`: below M* more training moves the model away from ridge, above
@@ -217,9 +234,9 @@ def threshold_budget_crossing(effects: pd.DataFrame, budgets: str, baseline: str
     it, provided that one is resolved 'away'; otherwise NaN with the reason and a bracket.
     ``budgets`` says what was compared, for the description.
     """
-    name = BASELINE_NAMES[baseline]
+    name = NAME
     description = (
-        f"M where delta_{baseline} on T_true at two budgets ({budgets}) crosses, each side resolved by "
+        f"M where delta_{GENERALISING} on T_true at two budgets ({budgets}) crosses, each side resolved by "
         f"{RESOLVED_SE:g} standard errors of the paired log-ratio; log-linear interpolation of the log-ratio"
     )
     table = effects.sort_values("pool_size_value")
@@ -271,7 +288,28 @@ def _unresolved(method: str, description: str, sizes, states: list[str], i: int,
     )  # fmt: skip
 
 
-def budgets(sequences: pd.DataFrame, short: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+@dataclass(frozen=True)
+class Budgets:
+    """What the crossing estimate compares: ``kind`` 'runs' (runs trained to completion on
+    two budgets), 'checkpoints' (the final and the previous checkpoint of one run) or
+    'none' (a single checkpoint), and the two steps."""
+
+    kind: str
+    long_step: int
+    short_step: float  # NaN for 'none'
+
+    def describe(self) -> str:
+        if self.kind == "runs":
+            return f"runs of {self.long_step} and of {self.short_step:g} steps, each with its full schedule"
+        if self.kind == "checkpoints":
+            return (
+                f"checkpoints {self.short_step:g} and {self.long_step} of one run, a proxy for a shorter budget "
+                "trained to completion"
+            )
+        return "a single checkpoint: no second budget"
+
+
+def budgets(sequences: pd.DataFrame, short: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame, Budgets]:
     """The two budgets compared by the crossing estimate: (long, short, what they are).
 
     With ``short`` (the final checkpoints of runs trained to completion on a shorter budget)
@@ -281,25 +319,22 @@ def budgets(sequences: pd.DataFrame, short: pd.DataFrame | None) -> tuple[pd.Dat
     steps = sorted(sequences.step.unique())
     long = sequences[sequences.step == steps[-1]]
     if short is not None:
-        short_step = int(short.step.max())
-        return long, short, f"runs of {steps[-1]} and of {short_step} steps, each with its full schedule"
+        return long, short, Budgets("runs", int(steps[-1]), int(short.step.max()))
     if len(steps) < 2:
-        return long, long.iloc[:0], "a single checkpoint: no second budget"
-    return (
-        long,
-        sequences[sequences.step == steps[-2]],
-        f"checkpoints {steps[-2]} and {steps[-1]} of one run, a proxy for a shorter budget trained to completion",
-    )
+        return long, long.iloc[:0], Budgets("none", int(steps[-1]), math.nan)
+    return long, sequences[sequences.step == steps[-2]], Budgets("checkpoints", int(steps[-1]), int(steps[-2]))
 
 
-def thresholds(
-    verdicts: pd.DataFrame, effects: pd.DataFrame, budgets_compared: str, baseline: str = "ridge"
-) -> pd.DataFrame:
-    """Both M* estimates: closer-to-ridge (``baseline``) at the final checkpoint, and the budget crossing."""
+def thresholds(verdicts: pd.DataFrame, effects: pd.DataFrame, compared: Budgets) -> pd.DataFrame:
+    """Both M* estimates — closer to the true prior's Bayes predictor at the final checkpoint,
+    and the budget crossing — with the budgets compared as columns (``budgets``,
+    ``long_step``, ``short_step``; the closer-to-Bayes row has the final step only)."""
     final = verdicts[verdicts.step == verdicts.step.max()] if len(verdicts) else verdicts
-    return pd.DataFrame(
-        [threshold_closer_to_ridge(final, baseline), threshold_budget_crossing(effects, budgets_compared, baseline)]
-    )
+    closer = threshold_closer_to_bayes(final) | {"budgets": "", "long_step": compared.long_step, "short_step": math.nan}
+    crossing = threshold_budget_crossing(effects, compared.describe()) | {
+        "budgets": compared.kind, "long_step": compared.long_step, "short_step": compared.short_step,
+    }  # fmt: skip
+    return pd.DataFrame([closer, crossing])
 
 
 def sweep_tables(sequences: pd.DataFrame, short: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
@@ -320,6 +355,6 @@ def sweep_tables(sequences: pd.DataFrame, short: pd.DataFrame | None = None) -> 
         verdicts, effects = closeness(group), budget_effect(long, shorter)
         for key, table in (("closeness", verdicts), ("budget_effect", effects)):
             tables[key].append(table.assign(seeds=name))
-        table = thresholds(verdicts, effects, compared, generalising(sequences))
+        table = thresholds(verdicts, effects, compared)
         tables["thresholds"].append(table.assign(seeds=name))
     return {key: pd.concat(value, ignore_index=True) for key, value in tables.items()}

@@ -1,18 +1,12 @@
-"""Task distributions for in-context linear regression (SPEC §1).
+"""Task distributions for in-context linear regression (docs/design.md §1).
 
 A task is a weight vector ``w`` in R^D; a sequence is K pairs ``(x_i, y_i)`` with
-``x_i ~ N(0, I_D)`` and ``y_i = w·x_i + eps_i``, ``eps_i ~ N(0, noise_var)``.
-
-Two task distributions:
-
-* the true prior ``T_true``: ``w ~ N(0, I_D)`` fresh for every sequence (``pool=None``),
-  or another prior over w (``prior``, a :class:`lrpfn.priors.GaussianMixture`; SPEC §10);
-* a pool ``T_M``: ``w`` uniform over a fixed pool of M rows (``pool`` of shape (M, D)).
+``x_i ~ N(0, I_D)`` and ``y_i = w·x_i + eps_i``, ``eps_i ~ N(0, noise_var)``. Tasks come
+from a prior object (:mod:`lrpfn.priors`): the true prior ``T_true`` (``N(0, I_D)`` by
+default) or a pool ``T_M`` (:class:`lrpfn.priors.Pool`, uniform over M fixed tasks).
 
 Pools are nested: :func:`master_pool` draws rows sequentially from one seeded stream, so
 pool M is the first M rows of *any* master draw with at least M rows and the same seed.
-Without a ``prior`` every sampler runs its original code path (the same numbers as before
-priors were configurable).
 """
 
 from __future__ import annotations
@@ -25,24 +19,18 @@ import pandas as pd
 import torch
 
 from .io import read_parquet
-from .priors import GaussianMixture
+from .priors import Prior
 
 
-def master_pool(max_size: int, dim: int, seed: int, prior: GaussianMixture | None = None) -> torch.Tensor:
-    """The seeded master draw of task vectors, (max_size, dim) float32.
+def master_pool(max_size: int, seed: int, prior: Prior) -> torch.Tensor:
+    """The seeded master draw of task vectors from ``prior``, (max_size, D) float32.
 
-    numpy's generator fills rows in order, so ``master_pool(m, d, s)`` equals
-    ``master_pool(n, d, s)[:m]`` for every n >= m: pools are nested whatever M_max is.
-    Under a ``prior`` each row takes D + 1 standard normals: the first, through the normal
-    cdf, picks the row's component, the others its draw within it; rows stay nested.
+    numpy's generator fills rows in order, so ``master_pool(m, s, p)`` equals
+    ``master_pool(n, s, p)[:m]`` for every n >= m: pools are nested whatever M_max is.
     """
-    if max_size < 1 or dim < 1:
-        raise ValueError(f"master_pool needs max_size >= 1 and dim >= 1, got {max_size}, {dim}")
-    rng = np.random.default_rng(seed)
-    if prior is None:
-        return torch.from_numpy(rng.standard_normal((max_size, dim)).astype(np.float32))
-    normals = torch.from_numpy(rng.standard_normal((max_size, dim + 1)))
-    return prior.draw(torch.special.ndtr(normals[:, 0]), normals[:, 1:]).float()
+    if max_size < 1:
+        raise ValueError(f"master_pool needs max_size >= 1, got {max_size}")
+    return prior.draw_rows(np.random.default_rng(seed), max_size).float()
 
 
 def pool_slice(master: torch.Tensor, pool_size: float) -> torch.Tensor | None:
@@ -81,54 +69,34 @@ class Batch:
 def sample_batch(
     batch_size: int,
     context_length: int,
-    dim: int,
     noise_var: float,
-    pool: torch.Tensor | None,
+    tasks: Prior,
     generator: torch.Generator,
     active_dims: int | None = None,
-    prior: GaussianMixture | None = None,
 ) -> Batch:
-    """Draw a batch from ``T_M`` (``pool`` given) or ``T_true`` (``pool=None``: ``N(0, I_D)``,
-    or ``prior`` when given).
+    """Draw a batch of sequences whose tasks come from ``tasks`` (a prior or a pool).
 
-    Every random number comes from ``generator``, so a batch is a pure function of its
-    state; tensors live on the generator's device. ``active_dims`` < D zeroes the later
-    coordinates of x (a training curriculum); the generator advances exactly as without it.
+    Every random number comes from ``generator`` — x, then the tasks, then the noise — so a
+    batch is a pure function of its state; tensors live on the generator's device.
+    ``active_dims`` < D zeroes the later coordinates of x (a training curriculum); the
+    generator advances exactly as without it.
     """
     device = generator.device
-    shape = (batch_size, context_length, dim)
+    shape = (batch_size, context_length, tasks.dim)
     x = torch.randn(shape, generator=generator, device=device)
-    if active_dims is not None and active_dims < dim:
+    if active_dims is not None and active_dims < tasks.dim:
         x[..., active_dims:] = 0
-    if pool is None:
-        if prior is None:
-            w = torch.randn((batch_size, dim), generator=generator, device=device)
-        else:
-            uniforms = torch.rand(batch_size, generator=generator, device=device)
-            normals = torch.randn((batch_size, dim), generator=generator, device=device)
-            w = prior.draw(uniforms.cpu(), normals.cpu()).to(device=device, dtype=x.dtype)
-        task = torch.full((batch_size,), -1, dtype=torch.long, device=device)
-    else:
-        task = torch.randint(pool.shape[0], (batch_size,), generator=generator, device=device)
-        w = pool.to(device)[task]
+    w, task = tasks.sample_tasks(batch_size, generator)
     target = torch.einsum("bkd,bd->bk", x, w)
     noise = torch.randn(target.shape, generator=generator, device=device)
     y = target + math.sqrt(noise_var) * noise
     return Batch(x=x, y=y, w=w, target=target, task=task)
 
 
-def eval_set(
-    n_sequences: int,
-    context_length: int,
-    dim: int,
-    noise_var: float,
-    pool: torch.Tensor | None,
-    seed: int,
-    prior: GaussianMixture | None = None,
-) -> Batch:
+def eval_set(n_sequences: int, context_length: int, noise_var: float, tasks: Prior, seed: int) -> Batch:
     """A fixed, seeded evaluation set (CPU), the same for every model evaluated on it."""
     generator = torch.Generator().manual_seed(seed)
-    return sample_batch(n_sequences, context_length, dim, noise_var, pool, generator, prior=prior)
+    return sample_batch(n_sequences, context_length, noise_var, tasks, generator)
 
 
 def x_columns(dim: int) -> list[str]:
@@ -207,6 +175,15 @@ def frame_to_pool(frame: pd.DataFrame, dim: int, size: int | None = None, source
 def read_pool(path, dim: int, size: int | None = None) -> torch.Tensor:
     """Load a pool table written by :func:`pool_to_frame`, checking dimension and size."""
     return frame_to_pool(read_parquet(path), dim, size=size, source=str(path))
+
+
+def read_run_pool(paths, pool_size: str, dim: int) -> torch.Tensor | None:
+    """A run's pool from its rule's input (a path, or an empty list at M = inf): (M, D), or
+    None for a run on the true prior."""
+    if pool_size == "inf":
+        return None
+    path = paths[0] if isinstance(paths, list | tuple) else paths
+    return read_pool(path, dim, size=int(pool_size))
 
 
 def read_eval_set(path) -> Batch:

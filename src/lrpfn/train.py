@@ -1,4 +1,4 @@
-"""Training one PFN run (SPEC §5): one pool size, one seed.
+"""Training one PFN run (docs/design.md §5): one pool size, one seed.
 
 A run is a pure function of its :class:`RunConfig`: the learning-rate schedule, the
 checkpoint steps, the initial weights and every training batch follow from it. How it is
@@ -96,14 +96,11 @@ class Stepper:
         return loss.detach()
 
 
-def training_batch(run: RunConfig, step: int, pool: torch.Tensor | None, generator: torch.Generator):
-    """The batch of optimiser step ``step`` (1-based), drawn on the CPU: the run's data with
-    the curriculum's input dimensions at that step."""
+def training_batch(run: RunConfig, step: int, tasks: priors.Prior, generator: torch.Generator):
+    """The batch of optimiser step ``step`` (1-based), drawn on the CPU from the run's task
+    distribution (:func:`lrpfn.priors.of_run`), with the curriculum's input dimensions at that step."""
     active = run.train.active_dims(step, run.dim)
-    prior = priors.of_run(run.prior, run.dim)
-    return sample_batch(
-        run.train.batch_size, run.context_length, run.dim, run.noise_var, pool, generator, active, prior
-    )
+    return sample_batch(run.train.batch_size, run.context_length, run.noise_var, tasks, generator, active)
 
 
 def build(run: RunConfig) -> tuple[PFN, BarDistribution]:
@@ -111,8 +108,8 @@ def build(run: RunConfig) -> tuple[PFN, BarDistribution]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.seed)
         model = PFN(run.model)
-    prior = priors.of_run(run.prior, run.dim)
-    bar = BarDistribution(prior_borders(run.model.n_buckets, run.dim, run.noise_var, seed=run.border_seed, prior=prior))
+    prior = priors.build(run.prior, run.dim)
+    bar = BarDistribution(prior_borders(run.model.n_buckets, run.noise_var, prior, seed=run.border_seed))
     return model, bar
 
 
@@ -136,8 +133,7 @@ def train(
     out_dir = Path(out_dir)
     cfg = run.train
     device = resolve_device(execution.device)
-    if pool is not None and tuple(pool.shape) != (int(run.pool_size), run.dim):
-        raise ValueError(f"pool has shape {tuple(pool.shape)}, run expects ({int(run.pool_size)}, {run.dim})")
+    tasks = priors.of_run(run, pool)
 
     model, bar = build(run)
     model.to(device)
@@ -210,7 +206,7 @@ def train(
     )
     for step in bar_iter:
         lr = learning_rate(step, cfg)
-        batch = training_batch(run, step, pool, generator).to(device)
+        batch = training_batch(run, step, tasks, generator).to(device)
         pending.append(stepper(batch, lr))
         history["step"].append(step)
         history["lr"].append(lr)

@@ -1,8 +1,6 @@
 import os
 import sys
 
-from snakemake.utils import validate
-
 # The workflow runs its own library: src/ goes on the path of this process and of every job.
 SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
@@ -11,13 +9,11 @@ os.environ.update(
 )
 
 # The parse path (every cluster job repeats it) imports the config layer only: no torch.
+from lrpfn import layout
 from lrpfn.config import (
-    SCHEMA,
-    check_experiment,
-    checkpoint_name,
     checkpoint_steps,
-    complete,
     execution_config,
+    prepare,
     pool_sizes,
     resampled_steps,
     run_config,
@@ -26,9 +22,9 @@ from lrpfn.config import (
     task_prior,
 )
 
-validate(config, str(SCHEMA))
-complete(config)
-check_experiment(config)
+# The schema's defaults and checks, the defaults that follow the experiment, the checks
+# across keys: every error names the key, before any job starts.
+prepare(config)
 
 RESULTS = config["results"]
 POOL_SIZES = pool_sizes(config)
@@ -42,7 +38,7 @@ EXECUTION = execution_config(config)
 # The true task prior, a params entry of the rules that draw or score tasks only when it is
 # not the default N(0, I): results of configs without a prior keep their params (no rerun).
 PRIOR = task_prior(config)
-PRIOR_PARAMS = {"prior": PRIOR} if PRIOR else {}
+PRIOR_PARAMS = {} if PRIOR.is_default else {"prior": PRIOR.to_dict()}
 # Under a prior the resampling statistics also read the implied prior's mass near zero,
 # with a threshold from the least-squares noise of a path.
 STATS_PRIOR_PARAMS = (
@@ -51,7 +47,7 @@ STATS_PRIOR_PARAMS = (
         "noise_var": config["noise_var"],
         "path_length": config["resample"]["path_length"],
     }
-    if PRIOR
+    if PRIOR_PARAMS
     else {}
 )
 
@@ -62,12 +58,18 @@ wildcard_constraints:
     step=r"\d{7}",
 
 
+def path(template, **values):
+    """An artifact's path: a template of lrpfn.layout under the results folder, the given
+    wildcards filled in and the others left for Snakemake."""
+    return f"{RESULTS}/" + layout.fill(template, **values)
+
+
 def run_dir(M="{M}", seed="{seed}"):
-    return f"{RESULTS}/runs/M{M}_seed{seed}"
+    return path(layout.RUN, M=M, seed=seed)
 
 
 def short_run_dir(M="{M}", seed="{seed}"):
-    return f"{RESULTS}/short_budget/runs/M{M}_seed{seed}"
+    return path(layout.SHORT_RUN, M=M, seed=seed)
 
 
 def run_identity(wildcards):
@@ -89,45 +91,42 @@ def pool_file(wildcards):
     """The run's pool table, or nothing for the true prior."""
     if wildcards.M == "inf":
         return []
-    return f"{RESULTS}/tasks/pool_M{wildcards.M}.parquet"
+    return path(layout.POOL, M=wildcards.M)
 
 
-def pool_eval_file(wildcards, kind="eval"):
-    """The evaluation set of the run's own tasks (T_M; T_true for M = inf); kind 'eval_long'
-    names the longer sequences of the in-context curves."""
-    tasks = "true" if wildcards.M == "inf" else f"M{wildcards.M}"
-    return f"{RESULTS}/tasks/{kind}_{tasks}.parquet"
+def pool_eval_file(wildcards, template=layout.EVAL_SET):
+    """The evaluation set of the run's own tasks (T_M; T_true for M = inf); the template
+    layout.EVAL_LONG names the longer sequences of the in-context curves."""
+    return path(template, tasks="true" if wildcards.M == "inf" else f"M{wildcards.M}")
 
 
 def runs():
     return [(M, seed) for M in POOL_SIZES for seed in SEEDS]
 
 
-def eval_files(kind=""):
-    """Per-position (kind '') or per-sequence (kind '_sequences') tables of every checkpoint."""
-    return [
-        f"{RESULTS}/eval/M{M}_seed{seed}/step_{step:07d}{kind}.parquet"
-        for M, seed in runs()
-        for step in CHECKPOINT_STEPS
-    ]
+def step_name(step):
+    return layout.step_name(step)
 
 
-def in_context_files():
-    """Per-position tables of every run's final checkpoint on the longer evaluation sets."""
+def per_run(template, steps=(None,), finite_only=False):
+    """``template`` for every run (and every step of ``steps``)."""
     return [
-        f"{RESULTS}/eval/M{M}_seed{seed}/step_{CHECKPOINT_STEPS[-1]:07d}_in_context.parquet"
+        path(
+            template,
+            M=M,
+            seed=seed,
+            **({} if step is None else {"step": step_name(step)}),
+        )
         for M, seed in runs()
+        if not (finite_only and M == "inf")
+        for step in steps
     ]
 
 
 def short_eval_files():
     """Per-sequence tables of the shorter-budget runs' final checkpoints (none without them)."""
     return (
-        [
-            f"{RESULTS}/short_budget/eval/M{M}_seed{seed}/step_{SHORT_STEPS[-1]:07d}_sequences.parquet"
-            for M, seed in runs()
-            if M != "inf"
-        ]
+        per_run(layout.SHORT_EVAL_SEQUENCES, SHORT_STEPS[-1:], finite_only=True)
         if SHORT
         else []
     )
@@ -135,42 +134,14 @@ def short_eval_files():
 
 def resample_files(M, seed):
     return [
-        f"{RESULTS}/resample/M{M}_seed{seed}/step_{step:07d}.parquet"
+        path(layout.RESAMPLE, M=M, seed=seed, step=step_name(step))
         for step in RESAMPLE_STEPS
     ]
 
 
-def resample_stats_files():
-    return [f"{RESULTS}/resample/M{M}_seed{seed}_stats.parquet" for M, seed in runs()]
-
-
 def train_logs():
-    return [f"{run_dir(M, seed)}/log.parquet" for M, seed in runs()]
-
-
-TABLES = [
-    "metrics",
-    "summary",
-    "sequences",
-    "closeness",
-    "budget_effect",
-    "thresholds",
-    "train_log",
-    "resample_stats",
-    "posterior_marginals",
-    "in_context",
-    "predictive",
-]
-FIGURES = ["mask", "task_diversity", "losses", "posterior", "in_context"] + [
-    f"{name}_M{M}"
-    for name in ("implied_prior", "posterior_marginals", "predictive_density")
-    for M in POOL_SIZES
-]
+    return [layout.fill(layout.TRAIN_LOG, run=run_dir(M, seed)) for M, seed in runs()]
 
 
 def all_targets():
-    tables = [f"{RESULTS}/tables/{name}.parquet" for name in TABLES]
-    figures = [
-        f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")
-    ]
-    return tables + figures
+    return [f"{RESULTS}/{target}" for target in layout.targets(config)]

@@ -1,13 +1,13 @@
 rule evaluate:
     """SPEC §6 metrics of one checkpoint on T_M and on T_true: per position and per sequence."""
     input:
-        checkpoint=f"{run_dir()}/step_{{step}}.pt",
+        checkpoint=layout.checkpoint(run_dir()),
         pool=pool_file,
         eval_pool=pool_eval_file,
-        eval_true=f"{RESULTS}/tasks/eval_true.parquet",
+        eval_true=path(layout.EVAL_SET, tasks="true"),
     output:
-        positions=f"{RESULTS}/eval/M{{M}}_seed{{seed}}/step_{{step}}.parquet",
-        sequences=f"{RESULTS}/eval/M{{M}}_seed{{seed}}/step_{{step}}_sequences.parquet",
+        positions=path(layout.EVAL),
+        sequences=path(layout.EVAL_SEQUENCES),
     log:
         f"{RESULTS}/logs/eval/M{{M}}_seed{{seed}}_step{{step}}.log",
     benchmark:
@@ -27,13 +27,13 @@ rule evaluate:
 
 use rule evaluate as evaluate_short with:
     input:
-        checkpoint=f"{short_run_dir()}/step_{{step}}.pt",
+        checkpoint=layout.checkpoint(short_run_dir()),
         pool=pool_file,
         eval_pool=pool_eval_file,
-        eval_true=f"{RESULTS}/tasks/eval_true.parquet",
+        eval_true=path(layout.EVAL_SET, tasks="true"),
     output:
-        positions=f"{RESULTS}/short_budget/eval/M{{M}}_seed{{seed}}/step_{{step}}.parquet",
-        sequences=f"{RESULTS}/short_budget/eval/M{{M}}_seed{{seed}}/step_{{step}}_sequences.parquet",
+        positions=path(layout.SHORT_EVAL),
+        sequences=path(layout.SHORT_EVAL_SEQUENCES),
     log:
         f"{RESULTS}/logs/eval_short/M{{M}}_seed{{seed}}_step{{step}}.log",
     benchmark:
@@ -45,12 +45,12 @@ use rule evaluate as evaluate_short with:
 
 use rule evaluate as evaluate_long with:
     input:
-        checkpoint=f"{run_dir()}/step_{{step}}.pt",
+        checkpoint=layout.checkpoint(run_dir()),
         pool=pool_file,
-        eval_pool=lambda wc: pool_eval_file(wc, "eval_long"),
-        eval_true=f"{RESULTS}/tasks/eval_long_true.parquet",
+        eval_pool=lambda wc: pool_eval_file(wc, layout.EVAL_LONG),
+        eval_true=path(layout.EVAL_LONG, tasks="true"),
     output:
-        positions=f"{RESULTS}/eval/M{{M}}_seed{{seed}}/step_{{step}}_in_context.parquet",
+        positions=path(layout.IN_CONTEXT),
     log:
         f"{RESULTS}/logs/eval_long/M{{M}}_seed{{seed}}_step{{step}}.log",
     benchmark:
@@ -64,16 +64,17 @@ use rule evaluate as evaluate_long with:
 rule aggregate_eval:
     """Every evaluation table stacked, position means, closeness and budget effect per pool size, M*."""
     input:
-        positions=eval_files(),
-        sequences=eval_files("_sequences"),
+        positions=per_run(layout.EVAL, CHECKPOINT_STEPS),
+        sequences=per_run(layout.EVAL_SEQUENCES, CHECKPOINT_STEPS),
         short=short_eval_files(),
     output:
-        metrics=f"{RESULTS}/tables/metrics.parquet",
-        summary=f"{RESULTS}/tables/summary.parquet",
-        sequences=f"{RESULTS}/tables/sequences.parquet",
-        closeness=f"{RESULTS}/tables/closeness.parquet",
-        budget_effect=f"{RESULTS}/tables/budget_effect.parquet",
-        thresholds=f"{RESULTS}/tables/thresholds.parquet",
+        metrics=path(layout.TABLE, name="metrics"),
+        summary=path(layout.TABLE, name="summary"),
+        summary_seeds=path(layout.TABLE, name="summary_seeds"),
+        sequences=path(layout.TABLE, name="sequences"),
+        closeness=path(layout.TABLE, name="closeness"),
+        budget_effect=path(layout.TABLE, name="budget_effect"),
+        thresholds=path(layout.TABLE, name="thresholds"),
     log:
         f"{RESULTS}/logs/aggregate_eval.log",
     localrule: True
@@ -88,12 +89,14 @@ rule aggregate_train_log:
     input:
         train_logs(),
     output:
-        f"{RESULTS}/tables/train_log.parquet",
+        path(layout.TABLE, name="train_log"),
     log:
         f"{RESULTS}/logs/aggregate_train_log.log",
     localrule: True
     conda:
         "../../envs/lrpfn.yaml"
+    params:
+        runs=[{"pool_size": M, "seed": seed} for M, seed in runs()],  # one per input, in order
     script:
         "../scripts/aggregate_train_log.py"
 
@@ -101,9 +104,10 @@ rule aggregate_train_log:
 rule aggregate_in_context:
     """The in-context curves of every run's final checkpoint, past the trained length, in one table."""
     input:
-        in_context_files(),
+        per_run(layout.IN_CONTEXT, CHECKPOINT_STEPS[-1:]),
     output:
-        f"{RESULTS}/tables/in_context.parquet",
+        table=path(layout.TABLE, name="in_context"),
+        seeds=path(layout.TABLE, name="in_context_seeds"),
     log:
         f"{RESULTS}/logs/aggregate_in_context.log",
     localrule: True

@@ -1,11 +1,11 @@
 rule plot_mask:
     output:
         png=report(
-            f"{RESULTS}/figures/mask.png",
+            path(layout.FIGURE, name="mask", ext="png"),
             caption="../report/mask.rst",
             category="Model",
         ),
-        pdf=f"{RESULTS}/figures/mask.pdf",
+        pdf=path(layout.FIGURE, name="mask", ext="pdf"),
     log:
         f"{RESULTS}/logs/plots/mask.log",
     localrule: True
@@ -17,15 +17,15 @@ rule plot_mask:
 
 rule plot_task_diversity:
     input:
-        summary=rules.aggregate_eval.output.summary,
+        seeds=rules.aggregate_eval.output.summary_seeds,
         thresholds=rules.aggregate_eval.output.thresholds,
     output:
         png=report(
-            f"{RESULTS}/figures/task_diversity.png",
+            path(layout.FIGURE, name="task_diversity", ext="png"),
             caption="../report/task_diversity.rst",
             category="Task diversity",
         ),
-        pdf=f"{RESULTS}/figures/task_diversity.pdf",
+        pdf=path(layout.FIGURE, name="task_diversity", ext="pdf"),
     log:
         f"{RESULTS}/logs/plots/task_diversity.log",
     localrule: True
@@ -39,15 +39,15 @@ rule plot_task_diversity:
 
 rule plot_losses:
     input:
-        summary=rules.aggregate_eval.output.summary,
+        seeds=rules.aggregate_eval.output.summary_seeds,
         train_log=rules.aggregate_train_log.output[0],
     output:
         png=report(
-            f"{RESULTS}/figures/losses.png",
+            path(layout.FIGURE, name="losses", ext="png"),
             caption="../report/losses.rst",
             category="Training",
         ),
-        pdf=f"{RESULTS}/figures/losses.pdf",
+        pdf=path(layout.FIGURE, name="losses", ext="pdf"),
     log:
         f"{RESULTS}/logs/plots/losses.log",
     localrule: True
@@ -60,16 +60,16 @@ rule plot_losses:
 rule plot_implied_prior:
     input:
         samples=lambda wc: resample_files(wc.M, SEEDS[0]),
-        reference=f"{RESULTS}/resample/M{{M}}_reference.parquet",
+        reference=path(layout.REFERENCE),
         pool=pool_file,
     output:
         png=report(
-            f"{RESULTS}/figures/implied_prior_M{{M}}.png",
+            path(layout.FIGURE, name="implied_prior_M{M}", ext="png"),
             caption="../report/implied_prior.rst",
             category="Predictive resampling",
             subcategory="Implied prior",
         ),
-        pdf=f"{RESULTS}/figures/implied_prior_M{{M}}.pdf",
+        pdf=path(layout.FIGURE, name="implied_prior_M{M}", ext="pdf"),
     log:
         f"{RESULTS}/logs/plots/implied_prior_M{{M}}.log",
     localrule: True
@@ -86,15 +86,15 @@ rule plot_implied_prior:
 
 rule plot_posterior:
     input:
-        stats=rules.aggregate_resample.output.stats,
+        summary=rules.aggregate_resample.output.summary,
     output:
         png=report(
-            f"{RESULTS}/figures/posterior.png",
+            path(layout.FIGURE, name="posterior", ext="png"),
             caption="../report/posterior.rst",
             category="Predictive resampling",
             subcategory="Posterior",
         ),
-        pdf=f"{RESULTS}/figures/posterior.pdf",
+        pdf=path(layout.FIGURE, name="posterior", ext="pdf"),
     log:
         f"{RESULTS}/logs/plots/posterior.log",
     localrule: True
@@ -108,14 +108,14 @@ rule plot_posterior:
 
 rule plot_in_context:
     input:
-        rules.aggregate_in_context.output[0],
+        rules.aggregate_in_context.output.seeds,
     output:
         png=report(
-            f"{RESULTS}/figures/in_context.png",
+            path(layout.FIGURE, name="in_context", ext="png"),
             caption="../report/in_context.rst",
             category="Task diversity",
         ),
-        pdf=f"{RESULTS}/figures/in_context.pdf",
+        pdf=path(layout.FIGURE, name="in_context", ext="pdf"),
     log:
         f"{RESULTS}/logs/plots/in_context.log",
     localrule: True
@@ -131,17 +131,17 @@ rule plot_in_context:
 rule plot_posterior_marginals:
     input:
         samples=lambda wc: resample_files(wc.M, SEEDS[0]),
-        reference=f"{RESULTS}/resample/M{{M}}_reference.parquet",
+        reference=path(layout.REFERENCE),
         eval_pool=pool_eval_file,
-        eval_true=f"{RESULTS}/tasks/eval_true.parquet",
+        eval_true=path(layout.EVAL_SET, tasks="true"),
     output:
         png=report(
-            f"{RESULTS}/figures/posterior_marginals_M{{M}}.png",
+            path(layout.FIGURE, name="posterior_marginals_M{M}", ext="png"),
             caption="../report/posterior_marginals.rst",
             category="Predictive resampling",
             subcategory="Posterior marginals",
         ),
-        pdf=f"{RESULTS}/figures/posterior_marginals_M{{M}}.pdf",
+        pdf=path(layout.FIGURE, name="posterior_marginals_M{M}", ext="pdf"),
     log:
         f"{RESULTS}/logs/plots/posterior_marginals_M{{M}}.log",
     localrule: True
@@ -157,15 +157,15 @@ rule plot_posterior_marginals:
 
 rule plot_predictive_density:
     input:
-        kl=f"{RESULTS}/predictive/M{{M}}_seed{SEEDS[0]}.parquet",
-        density=f"{RESULTS}/predictive/M{{M}}_seed{SEEDS[0]}_density.parquet",
+        kl=path(layout.PREDICTIVE, seed=SEEDS[0]),
+        density=path(layout.PREDICTIVE_DENSITY, seed=SEEDS[0]),
     output:
         png=report(
-            f"{RESULTS}/figures/predictive_density_M{{M}}.png",
+            path(layout.FIGURE, name="predictive_density_M{M}", ext="png"),
             caption="../report/predictive_density.rst",
             category="Predictive density",
         ),
-        pdf=f"{RESULTS}/figures/predictive_density_M{{M}}.pdf",
+        pdf=path(layout.FIGURE, name="predictive_density_M{M}", ext="pdf"),
     log:
         f"{RESULTS}/logs/plots/predictive_density_M{{M}}.log",
     localrule: True

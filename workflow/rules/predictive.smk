@@ -2,14 +2,15 @@ rule predictive:
     """The PFN's predictive density at fixed prompts, every checkpoint, against the exact ones."""
     input:
         checkpoints=lambda wc: [
-            f"{run_dir(wc.M, wc.seed)}/step_{step:07d}.pt" for step in CHECKPOINT_STEPS
+            layout.checkpoint(run_dir(wc.M, wc.seed), step)
+            for step in CHECKPOINT_STEPS
         ],
         pool=pool_file,
         eval_pool=pool_eval_file,
-        eval_true=f"{RESULTS}/tasks/eval_true.parquet",
+        eval_true=path(layout.EVAL_SET, tasks="true"),
     output:
-        kl=f"{RESULTS}/predictive/M{{M}}_seed{{seed}}.parquet",
-        density=f"{RESULTS}/predictive/M{{M}}_seed{{seed}}_density.parquet",
+        kl=path(layout.PREDICTIVE),
+        density=path(layout.PREDICTIVE_DENSITY),
     log:
         f"{RESULTS}/logs/predictive/M{{M}}_seed{{seed}}.log",
     benchmark:
@@ -31,9 +32,9 @@ rule predictive:
 rule aggregate_predictive:
     """KL divergences from the exact predictives, every run, prompt and checkpoint."""
     input:
-        [f"{RESULTS}/predictive/M{M}_seed{seed}.parquet" for M, seed in runs()],
+        per_run(layout.PREDICTIVE),
     output:
-        f"{RESULTS}/tables/predictive.parquet",
+        path(layout.TABLE, name="predictive"),
     log:
         f"{RESULTS}/logs/aggregate_predictive.log",
     localrule: True

@@ -1,11 +1,11 @@
 rule resample:
     """Predictive resampling of the implied prior and posteriors with one checkpoint."""
     input:
-        checkpoint=f"{run_dir()}/step_{{step}}.pt",
+        checkpoint=layout.checkpoint(run_dir()),
         eval_pool=pool_eval_file,
-        eval_true=f"{RESULTS}/tasks/eval_true.parquet",
+        eval_true=path(layout.EVAL_SET, tasks="true"),
     output:
-        f"{RESULTS}/resample/M{{M}}_seed{{seed}}/step_{{step}}.parquet",
+        path(layout.RESAMPLE),
     log:
         f"{RESULTS}/logs/resample/M{{M}}_seed{{seed}}_step{{step}}.log",
     benchmark:
@@ -30,9 +30,9 @@ rule resample_reference:
     input:
         pool=pool_file,
         eval_pool=pool_eval_file,
-        eval_true=f"{RESULTS}/tasks/eval_true.parquet",
+        eval_true=path(layout.EVAL_SET, tasks="true"),
     output:
-        f"{RESULTS}/resample/M{{M}}_reference.parquet",
+        path(layout.REFERENCE),
     log:
         f"{RESULTS}/logs/resample/M{{M}}_reference.log",
     benchmark:
@@ -58,12 +58,12 @@ rule resample_stats:
     """Per checkpoint, target and dimension: the PFN's samples against the references."""
     input:
         samples=lambda wc: resample_files(wc.M, wc.seed),
-        reference=f"{RESULTS}/resample/M{{M}}_reference.parquet",
+        reference=path(layout.REFERENCE),
         pool=pool_file,
         eval_pool=pool_eval_file,
-        eval_true=f"{RESULTS}/tasks/eval_true.parquet",
+        eval_true=path(layout.EVAL_SET, tasks="true"),
     output:
-        f"{RESULTS}/resample/M{{M}}_seed{{seed}}_stats.parquet",
+        path(layout.RESAMPLE_STATS),
     log:
         f"{RESULTS}/logs/resample/M{{M}}_seed{{seed}}_stats.log",
     conda:
@@ -83,10 +83,11 @@ rule resample_stats:
 rule aggregate_resample:
     """The resampling statistics of every run in one table, and its posterior marginals."""
     input:
-        resample_stats_files(),
+        per_run(layout.RESAMPLE_STATS),
     output:
-        stats=f"{RESULTS}/tables/resample_stats.parquet",
-        marginals=f"{RESULTS}/tables/posterior_marginals.parquet",
+        stats=path(layout.TABLE, name="resample_stats"),
+        marginals=path(layout.TABLE, name="posterior_marginals"),
+        summary=path(layout.TABLE, name="posterior_summary"),
     log:
         f"{RESULTS}/logs/aggregate_resample.log",
     localrule: True

@@ -1,7 +1,7 @@
 rule pool:
     """Pool M: the first M rows of the seeded master task draw."""
     output:
-        f"{RESULTS}/tasks/pool_M{{M}}.parquet",
+        path(layout.POOL),
     log:
         f"{RESULTS}/logs/tasks/pool_M{{M}}.log",
     wildcard_constraints:
@@ -21,10 +21,12 @@ rule eval_set:
     """Fixed evaluation sequences from T_M (with its pool) or T_true."""
     input:
         pool=lambda wc: (
-            [] if wc.tasks == "true" else f"{RESULTS}/tasks/pool_{wc.tasks}.parquet"
+            []
+            if wc.tasks == "true"
+            else path(layout.POOL, M=wc.tasks.removeprefix("M"))
         ),
     output:
-        f"{RESULTS}/tasks/eval_{{tasks}}.parquet",
+        path(layout.EVAL_SET),
     log:
         f"{RESULTS}/logs/tasks/eval_{{tasks}}.log",
     wildcard_constraints:
@@ -45,7 +47,7 @@ rule eval_set:
 
 use rule eval_set as eval_set_long with:
     output:
-        f"{RESULTS}/tasks/eval_long_{{tasks}}.parquet",
+        path(layout.EVAL_LONG),
     log:
         f"{RESULTS}/logs/tasks/eval_long_{{tasks}}.log",
     localrule: True

@@ -7,10 +7,8 @@ rule train:
     input:
         pool=pool_file,
     output:
-        checkpoints=[
-            f"{run_dir()}/{checkpoint_name(step)}" for step in CHECKPOINT_STEPS
-        ],
-        log=f"{run_dir()}/log.parquet",
+        checkpoints=[layout.checkpoint(run_dir(), step) for step in CHECKPOINT_STEPS],
+        log=layout.fill(layout.TRAIN_LOG, run=run_dir()),
     log:
         f"{RESULTS}/logs/train/M{{M}}_seed{{seed}}.log",
     benchmark:
@@ -30,10 +28,8 @@ rule train:
 
 use rule train as train_short with:
     output:
-        checkpoints=[
-            f"{short_run_dir()}/{checkpoint_name(step)}" for step in SHORT_STEPS
-        ],
-        log=f"{short_run_dir()}/log.parquet",
+        checkpoints=[layout.checkpoint(short_run_dir(), step) for step in SHORT_STEPS],
+        log=layout.fill(layout.TRAIN_LOG, run=short_run_dir()),
     log:
         f"{RESULTS}/logs/train_short/M{{M}}_seed{{seed}}.log",
     benchmark:

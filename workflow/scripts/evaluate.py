@@ -7,7 +7,7 @@ from lrpfn.config import RunConfig
 from lrpfn.evaluate import evaluate_checkpoint
 from lrpfn.io import write_parquet
 from lrpfn.logs import log_to
-from lrpfn.tasks import read_eval_set, read_pool
+from lrpfn.tasks import read_eval_set, read_run_pool
 
 with log_to(snakemake.log[0]):
     inp, wc, p = snakemake.input, snakemake.wildcards, snakemake.params
@@ -16,17 +16,15 @@ with log_to(snakemake.log[0]):
     if int(wc.step) != ckpt.step:
         raise ValueError(f"{inp.checkpoint}: holds step {ckpt.step}, file name says {int(wc.step)}")
     dim = ckpt.model.config.dim
-    pool = None
-    if inp.pool:
-        pool = read_pool(inp.pool, dim, size=int(wc.M))
     eval_sets = {"pool": read_eval_set(inp.eval_pool), "true": read_eval_set(inp.eval_true)}
     for tasks, batch in eval_sets.items():
         if batch.x.shape[-1] != dim:
             raise ValueError(
                 f"{inp['eval_' + tasks]}: sequences of dimension {batch.x.shape[-1]}, checkpoint has {dim}"
             )
-    prior = priors.of_run(run.prior, dim)
-    positions, sequences = evaluate_checkpoint(ckpt.model, ckpt.bar, eval_sets, pool, p.noise_var, prior)
+    pool = read_run_pool(inp.pool, wc.M, dim)
+    predictors = priors.run_references(run.prior, dim, p.noise_var, pool)
+    positions, sequences = evaluate_checkpoint(ckpt.model, ckpt.bar, eval_sets, predictors)
     tables = {"positions": positions, "sequences": sequences}
     for name, path in snakemake.output.items():  # the in-context rule writes positions only
         table = tables[name]

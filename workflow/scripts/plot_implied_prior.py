@@ -1,15 +1,19 @@
 import pandas as pd
 
 from lrpfn import priors
+from lrpfn.config import PriorConfig
 from lrpfn.io import read_parquet
 from lrpfn.logs import log_to
-from lrpfn.plots import implied_prior_figure, save
-from lrpfn.tasks import read_pool
+from lrpfn.plots import save
+from lrpfn.plots.resampling import implied_prior_figure
+from lrpfn.tasks import read_run_pool
 
 with log_to(snakemake.log[0]):
     inp, M, p = snakemake.input, snakemake.wildcards.M, snakemake.params
     samples = pd.concat([read_parquet(f) for f in inp.samples], ignore_index=True)
-    pool = None if M == "inf" else read_pool(inp.pool, p.dim).numpy()
-    prior = priors.of_run(p.get("prior"), p.dim)
-    fig = implied_prior_figure(samples, read_parquet(inp.reference), pool, M, p.n_dims, p.seed, prior)
+    pool = read_run_pool(inp.pool, M, p.dim)
+    prior = priors.build(PriorConfig.from_dict(p.get("prior")), p.dim)
+    fig = implied_prior_figure(
+        samples, read_parquet(inp.reference), None if pool is None else pool.numpy(), M, p.n_dims, p.seed, prior
+    )
     save(fig, snakemake.output.png, snakemake.output.pdf)

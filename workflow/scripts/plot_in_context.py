@@ -1,9 +1,10 @@
-from lrpfn import priors
+from lrpfn.config import PriorConfig
 from lrpfn.io import read_parquet
 from lrpfn.logs import log_to
-from lrpfn.plots import in_context_figure, save
+from lrpfn.plots import save
+from lrpfn.plots.sweep import in_context_figure
 
 with log_to(snakemake.log[0]):
     p = snakemake.params
-    fig = in_context_figure(read_parquet(snakemake.input[0]), p.context_length, priors.bayes_name(p.get("prior")))
+    fig = in_context_figure(read_parquet(snakemake.input[0]), p.context_length, PriorConfig.from_dict(p.get("prior")))
     save(fig, snakemake.output.png, snakemake.output.pdf)

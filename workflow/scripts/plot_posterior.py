@@ -1,8 +1,9 @@
-from lrpfn import priors
+from lrpfn.config import PriorConfig
 from lrpfn.io import read_parquet
 from lrpfn.logs import log_to
-from lrpfn.plots import posterior_figure, save
+from lrpfn.plots import save
+from lrpfn.plots.resampling import posterior_figure
 
 with log_to(snakemake.log[0]):
-    fig = posterior_figure(read_parquet(snakemake.input.stats), priors.bayes_name(snakemake.params.get("prior")))
-    save(fig, snakemake.output.png, snakemake.output.pdf)
+    prior = PriorConfig.from_dict(snakemake.params.get("prior"))
+    save(posterior_figure(read_parquet(snakemake.input.summary), prior), snakemake.output.png, snakemake.output.pdf)

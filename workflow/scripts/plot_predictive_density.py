@@ -1,12 +1,13 @@
-from lrpfn import priors
+from lrpfn.config import PriorConfig
 from lrpfn.io import read_parquet
 from lrpfn.logs import log_to
-from lrpfn.plots import predictive_density_figure, save
+from lrpfn.plots import save
+from lrpfn.plots.predictive import predictive_density_figure
 
 with log_to(snakemake.log[0]):
     inp, p = snakemake.input, snakemake.params
-    bayes = priors.bayes_name(p.get("prior"))
+    prior = PriorConfig.from_dict(p.get("prior"))
     fig = predictive_density_figure(
-        read_parquet(inp.density), read_parquet(inp.kl), snakemake.wildcards.M, p.seed, bayes
+        read_parquet(inp.density), read_parquet(inp.kl), snakemake.wildcards.M, p.seed, prior
     )
     save(fig, snakemake.output.png, snakemake.output.pdf)

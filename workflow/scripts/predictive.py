@@ -4,24 +4,25 @@ import torch
 
 from lrpfn import priors
 from lrpfn.checkpoint import load_checkpoint
+from lrpfn.config import RunConfig
 from lrpfn.io import write_parquet
 from lrpfn.logs import log_to
 from lrpfn.predictive import compare, prompts
-from lrpfn.tasks import read_eval_set, read_pool
+from lrpfn.tasks import read_eval_set, read_run_pool
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     inp, wc, p = snakemake.input, snakemake.wildcards, snakemake.params
+    run = RunConfig.from_dict(p.run)
     eval_sets = {"true": read_eval_set(inp.eval_true)}
     if wc.M != "inf":
         eval_sets["pool"] = read_eval_set(inp.eval_pool)
     all_prompts = prompts(eval_sets, p.settings["n_prompts"], p.settings["prompt_lengths"])
-    pool = None if wc.M == "inf" else read_pool(inp.pool, p.run["dim"], size=int(wc.M))
+    predictors = priors.run_references(run.prior, run.dim, p.noise_var, read_run_pool(inp.pool, wc.M, run.dim))
     checkpoints = [load_checkpoint(path, run=p.run) for path in inp.checkpoints]
     models = {ckpt.step: ckpt.model for ckpt in checkpoints}
     # Every checkpoint of a run holds the borders of its run config: one bar serves them all.
-    prior = priors.of_run(p.run.get("prior"), p.run["dim"])
-    tables = compare(models, checkpoints[-1].bar, all_prompts, pool, p.noise_var, prior)
+    tables = compare(models, checkpoints[-1].bar, all_prompts, predictors)
     for frame, path in zip(tables, (snakemake.output.kl, snakemake.output.density), strict=True):
         frame.insert(0, "seed", int(wc.seed))
         frame.insert(0, "pool_size", wc.M)

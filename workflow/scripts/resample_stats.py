@@ -5,17 +5,17 @@ import pandas as pd
 from lrpfn.implied import near_zero_threshold, statistics, targets_from_files
 from lrpfn.io import read_parquet, write_parquet
 from lrpfn.logs import log_to
-from lrpfn.tasks import read_pool
+from lrpfn.tasks import read_run_pool
 
 with log_to(snakemake.log[0]):
     p, inp, wc = snakemake.params, snakemake.input, snakemake.wildcards
     s = p.settings
-    pool = None if wc.M == "inf" else read_pool(inp.pool, p.dim, size=int(wc.M))
+    pool = read_run_pool(inp.pool, wc.M, p.dim)
     all_targets = targets_from_files(inp.eval_true, inp.eval_pool, wc.M, s["n_prefixes"], s["prefix_length"])
     samples = pd.concat([read_parquet(f) for f in inp.samples], ignore_index=True)
-    prior = p.get("prior")
+    # A spike-and-slab prior's implied prior has a spike: its mass near zero is read out too.
     near_zero = None
-    if prior is not None and prior["kind"] == "spike_slab":
+    if p.get("prior", {}).get("kind") == "spike_slab":
         near_zero = near_zero_threshold(p.noise_var, p.path_length, p.dim)
     table = statistics(samples, read_parquet(inp.reference), all_targets, pool, near_zero)
     table.insert(0, "seed", int(wc.seed))

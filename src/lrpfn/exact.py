@@ -1,0 +1,324 @@
+"""Exact predictors: the Bayes predictive of y under a known prior, behind one protocol.
+
+Evaluation, exact predictive resampling and the predictive-density read-out use an exact
+predictor only through :class:`ExactPredictor`, never by asking its kind:
+
+* ``start(batch)`` — a :class:`PosteriorState` for ``batch`` sequences at the prior, which
+  ``observe(x, y)`` conditions on one pair per sequence, whose ``predictive(x)`` is a
+  distribution over the next y (``mean``, ``variance``, ``log_prob``, ``cdf``, ``sample``)
+  and which ``copy()`` forks (a continuation that leaves the original untouched);
+* ``score_sequences(x, y)`` — the predictive mean and the NLL of the observed y at every
+  position of a batch of sequences (the default runs the state; fast paths override it);
+* ``prompt_predictive(x, y, query)`` — the predictive at one prompt as a distribution with
+  ``log_density``, ``cdf``, ``span``, ``resolution``, ``mean`` and ``variance``;
+* ``posterior(x, y)`` — the posterior over the task's parameters, where defined.
+
+A new predictor — a tempered posterior, another noise model, a regression on features of x
+— is one class that implements ``start`` (and ``dim``); everything else has a default.
+The predictors here are the exact Bayes predictors of the priors in :mod:`lrpfn.priors`
+(``prior.predictor(noise_var)``): :class:`Ridge` (``N(0, I)``), :class:`PoolBayes` (uniform
+over M tasks, dMMSE) and :class:`MixtureBayes` (any Gaussian mixture); the formulas are in
+:mod:`lrpfn.bayes` (docs/design.md §2).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+
+from .bayes import (
+    MixturePosterior,
+    Normal,
+    NormalMixture,
+    dmmse_nll,
+    dmmse_posterior,
+    dmmse_predictive,
+    gaussian_observe,
+    mixture_posterior,
+    mixture_predictive,
+    pool_log_likelihood,
+    ridge_nll,
+    ridge_posterior,
+    ridge_predictive,
+)
+
+if TYPE_CHECKING:
+    from .priors import GaussianMixture
+
+
+class Predictive(Protocol):
+    """A batch of predictive distributions over y, batch shape (B,)."""
+
+    mean: torch.Tensor
+    variance: torch.Tensor
+
+    def log_prob(self, y: torch.Tensor) -> torch.Tensor: ...
+    def cdf(self, y: torch.Tensor) -> torch.Tensor: ...
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+
+class PosteriorState(Protocol):
+    """The posterior of B sequences after the pairs observed so far."""
+
+    def predictive(self, x: torch.Tensor) -> Predictive: ...
+    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None: ...
+    def copy(self) -> PosteriorState: ...
+
+
+class ExactPredictor(ABC):
+    """The exact predictive of y under a known prior (the module doc gives the protocol).
+
+    Subclasses set ``dim`` (the dimension of x) and implement :meth:`start`."""
+
+    dim: int
+
+    @abstractmethod
+    def start(self, batch: int, device=None) -> PosteriorState:
+        """The state of ``batch`` sequences before any pair, on ``device``."""
+
+    def score_sequences(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictive mean and NLL (nats) of ``y_i`` given the pairs before i and ``x_i``, at
+        every position of x (B, K, D), y (B, K): two (B, K) float64 tensors."""
+        x, y = x.double(), y.double()
+        state = self.start(x.shape[0], x.device)
+        mean, nll = torch.empty_like(y), torch.empty_like(y)
+        for i in range(x.shape[1]):
+            predictive = state.predictive(x[:, i])
+            mean[:, i], nll[:, i] = predictive.mean, -predictive.log_prob(y[:, i])
+            state.observe(x[:, i], y[:, i])
+        return mean, nll
+
+    def prompt_predictive(self, x: torch.Tensor, y: torch.Tensor, query: torch.Tensor):
+        """The predictive of y at ``query`` (D,) after the pairs x (L, D), y (L,): a batch of
+        one distribution (a :class:`lrpfn.bayes.NormalMixture` for the predictors here)."""
+        state = self.start(1)
+        x, y = x.double(), y.double()
+        for i in range(x.shape[0]):
+            state.observe(x[i : i + 1], y[i : i + 1])
+        return state.predictive(query.double().unsqueeze(0))
+
+    def posterior(self, x: torch.Tensor, y: torch.Tensor):
+        """The posterior over the task's parameters after all pairs of each sequence."""
+        raise NotImplementedError(f"{type(self).__name__} defines no posterior over task parameters")
+
+
+class _CachedPredictive:
+    """A state mixin: the predictive computed at x serves the update at the same x (the
+    resampler draws y from it, then observes y there)."""
+
+    _at: tuple | None = None
+
+    def _reuse(self, x: torch.Tensor):
+        at, self._at = self._at, None
+        return at[1] if at is not None and at[0] is x else None
+
+
+# --- w ~ N(0, I_D): ridge -------------------------------------------------------------------
+
+
+class GaussianState(_CachedPredictive):
+    """``N(mean, cov)`` over w per sequence, mean (B, D), cov (B, D, D)."""
+
+    def __init__(self, mean: torch.Tensor, cov: torch.Tensor, noise_var: float):
+        self.mean, self.cov, self.noise_var = mean, cov, noise_var
+
+    def predictive(self, x: torch.Tensor) -> Normal:
+        self._at = (x, torch.einsum("...ij,...j->...i", self.cov, x))
+        var = self.noise_var + torch.einsum("...i,...ij,...j->...", x, self.cov, x)
+        return Normal(torch.zeros_like(var).unsqueeze(-1), (self.mean * x).sum(-1).unsqueeze(-1), var.unsqueeze(-1))
+
+    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.mean, self.cov = gaussian_observe(self.mean, self.cov, x, y, self.noise_var, self._reuse(x))
+
+    def copy(self) -> GaussianState:
+        return GaussianState(self.mean.clone(), self.cov.clone(), self.noise_var)
+
+
+@dataclass(frozen=True)
+class Ridge(ExactPredictor):
+    """The Bayes predictor of ``w ~ N(0, I_D)``: ridge regression with lambda = noise_var."""
+
+    dim: int
+    noise_var: float
+
+    def start(self, batch: int, device=None) -> GaussianState:
+        mean = torch.zeros(batch, self.dim, dtype=torch.float64, device=device)
+        cov = torch.eye(self.dim, dtype=torch.float64, device=device).expand(batch, self.dim, self.dim).clone()
+        return GaussianState(mean, cov, self.noise_var)
+
+    def score_sequences(self, x, y):
+        x, y = x.double(), y.double()
+        return ridge_predictive(x, y, self.noise_var)[0], ridge_nll(x, y, self.noise_var)
+
+    def prompt_predictive(self, x, y, query) -> NormalMixture:
+        x, y, query = x.double(), y.double(), query.double()
+        precision = x.T @ x + self.noise_var * torch.eye(query.shape[0], dtype=torch.float64)
+        mean = query @ torch.linalg.solve(precision, x.T @ y)
+        var = self.noise_var + self.noise_var * query @ torch.linalg.solve(precision, query)
+        return NormalMixture(torch.zeros(1, 1, dtype=torch.float64), mean.reshape(1, 1), var.reshape(1, 1))
+
+    def posterior(self, x, y):
+        mean, cov = ridge_posterior(x, y, self.noise_var)
+        return torch.zeros(mean.shape[0], 1, dtype=torch.float64), mean.unsqueeze(1), cov.unsqueeze(1)
+
+
+# --- w uniform over a pool of M tasks: dMMSE --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolDraw(NormalMixture):
+    """The pool's predictive at x: one component per task (weights ∝ its likelihood so far).
+    A draw picks a task from the weights, then adds noise to its prediction."""
+
+    tasks: torch.Tensor | None = None  # (M, D)
+    x: torch.Tensor | None = None  # (B, D)
+    noise_var: float = 0.0
+    unnormalised: torch.Tensor | None = None  # (B, M) log weights before normalising
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        m = torch.multinomial(torch.softmax(self.unnormalised, -1), 1, generator=generator).squeeze(-1)
+        noise = torch.randn(len(m), generator=generator, device=self.x.device, dtype=torch.float64)
+        return (self.tasks[m] * self.x).sum(-1) + self.noise_var**0.5 * noise
+
+
+class PoolState(_CachedPredictive):
+    """Log posterior weights over the pool per sequence, (B, M), kept in range by
+    subtracting the largest after each update."""
+
+    def __init__(self, tasks: torch.Tensor, noise_var: float, log_w: torch.Tensor):
+        self.tasks, self.noise_var, self.log_w = tasks, noise_var, log_w
+
+    def predictive(self, x: torch.Tensor) -> PoolDraw:
+        means = x @ self.tasks.T
+        self._at = (x, means)
+        return PoolDraw(
+            torch.log_softmax(self.log_w, -1), means, torch.full_like(means, self.noise_var),
+            tasks=self.tasks, x=x, noise_var=self.noise_var, unnormalised=self.log_w,
+        )  # fmt: skip
+
+    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        means = self._reuse(x)
+        means = x @ self.tasks.T if means is None else means
+        log_w = self.log_w - (y.unsqueeze(-1) - means) ** 2 / (2 * self.noise_var)
+        self.log_w = log_w - log_w.max(-1, keepdim=True).values
+
+    def copy(self) -> PoolState:
+        return PoolState(self.tasks, self.noise_var, self.log_w.clone())
+
+
+@dataclass(frozen=True, eq=False)
+class PoolBayes(ExactPredictor):
+    """The Bayes predictor of ``w ~ Uniform{w_1..w_M}`` (dMMSE)."""
+
+    tasks: torch.Tensor  # (M, D)
+    noise_var: float
+
+    @property
+    def dim(self) -> int:
+        return self.tasks.shape[1]
+
+    def start(self, batch: int, device=None) -> PoolState:
+        tasks = self.tasks.to(device=device, dtype=torch.float64)
+        return PoolState(tasks, self.noise_var, torch.zeros(batch, len(tasks), dtype=torch.float64, device=device))
+
+    def score_sequences(self, x, y):
+        x, y = x.double(), y.double()
+        return dmmse_predictive(x, y, self.tasks, self.noise_var), dmmse_nll(x, y, self.tasks, self.noise_var)
+
+    def prompt_predictive(self, x, y, query) -> NormalMixture:
+        tasks = self.tasks.double()
+        log_w = pool_log_likelihood(x.unsqueeze(0), y.unsqueeze(0), tasks, self.noise_var)[0]
+        return NormalMixture(
+            torch.log_softmax(log_w, dim=0).unsqueeze(0),
+            (tasks @ query.double()).unsqueeze(0),
+            torch.full((1, len(tasks)), float(self.noise_var), dtype=torch.float64),
+        )
+
+    def posterior(self, x, y):
+        weights = dmmse_posterior(x, y, self.tasks, self.noise_var)
+        batch, (m, d) = weights.shape[0], self.tasks.shape
+        means = self.tasks.double().expand(batch, m, d)
+        return weights.log(), means, torch.zeros(batch, m, d, d, dtype=torch.float64)
+
+
+# --- w from a Gaussian mixture ----------------------------------------------------------------
+
+
+class MixtureState(_CachedPredictive):
+    """A :class:`lrpfn.bayes.MixturePosterior` behind the state protocol."""
+
+    def __init__(self, posterior: MixturePosterior):
+        self.posterior = posterior
+
+    def predictive(self, x: torch.Tensor) -> NormalMixture:
+        at = self.posterior.predictive(x)
+        self._at = (x, at)
+        return NormalMixture(self.posterior.log_weights, at[1], at[2])
+
+    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.posterior.observe(x, y, self._reuse(x))
+
+    def copy(self) -> MixtureState:
+        return MixtureState(self.posterior.copy())
+
+
+@dataclass(frozen=True, eq=False)
+class MixtureBayes(ExactPredictor):
+    """The Bayes predictor of a Gaussian-mixture prior over w."""
+
+    prior: GaussianMixture
+    noise_var: float
+
+    @property
+    def dim(self) -> int:
+        return self.prior.dim
+
+    def start(self, batch: int, device=None) -> MixtureState:
+        return MixtureState(MixturePosterior(self.prior, self.noise_var, batch, device))
+
+    def score_sequences(self, x, y):
+        mean, _, nll = mixture_predictive(x, y, self.prior, self.noise_var)
+        return mean, nll
+
+    def prompt_predictive(self, x, y, query) -> NormalMixture:
+        log_w, means, covs = mixture_posterior(x.unsqueeze(0), y.unsqueeze(0), self.prior, self.noise_var)
+        query = query.double()
+        variances = self.noise_var + torch.einsum("i,cij,j->c", query, covs[0], query)
+        return NormalMixture(log_w, (means[0] @ query).unsqueeze(0), variances.unsqueeze(0))
+
+    def posterior(self, x, y):
+        return mixture_posterior(x, y, self.prior, self.noise_var)
+
+
+# --- the roles of a run -----------------------------------------------------------------------
+
+
+def references(prior, pool, noise_var: float) -> dict[str, ExactPredictor | None]:
+    """The exact predictors a run is held against, by role (:mod:`lrpfn.roles`):
+
+    * ``dmmse`` — Bayes under the run's pool (a :class:`lrpfn.priors.Pool`), None at M = inf;
+    * ``ridge`` — Bayes under the Gaussian with the true prior's mean and covariance, the
+      best predictor linear in the data (the misspecified baseline);
+    * ``bayes`` — Bayes under the true prior.
+
+    Under N(0, I) the true prior is its own moment-matched Gaussian: ``ridge`` and ``bayes``
+    are then the same object, which consumers compute once.
+    """
+    bayes = prior.predictor(noise_var)
+    matched = prior.moment_matched()
+    return {
+        "ridge": bayes if matched is prior else matched.predictor(noise_var),
+        "bayes": bayes,
+        "dmmse": None if pool is None else pool.predictor(noise_var),
+    }
+
+
+def distinct(predictors: dict[str, ExactPredictor | None]) -> dict[str, ExactPredictor]:
+    """The predictors of ``predictors`` that are not None, each once: a predictor that serves
+    several roles keeps the last of them (``bayes`` over ``ridge``, in the order of
+    :func:`references`)."""
+    last = {id(p): role for role, p in predictors.items() if p is not None}
+    return {role: p for role, p in predictors.items() if p is not None and last[id(p)] == role}

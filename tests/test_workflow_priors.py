@@ -13,16 +13,18 @@ from lrpfn.config import PriorConfig, run_config, task_prior
 from lrpfn.implied import near_zero_threshold
 from lrpfn.tasks import read_eval_set, read_pool
 
-from helpers import RESULTS, TEST_CONFIG, experiment, new_workdir, planned_jobs, snakemake, write_config
+from helpers import REPO, RESULTS, TEST_CONFIG, experiment, new_workdir, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
-PRIOR = {"kind": "spike_slab", "p_zero": 0.5, "slab_var": 2.0}
+OVERLAY = yaml.safe_load((REPO / "configs/test-sparse.yaml").read_text())
+PRIOR = OVERLAY["prior"]
 
 
 def sparse_config() -> dict:
+    """configs/test-sparse.yaml over the test config, in the test config's results folder."""
     config = copy.deepcopy(TEST_CONFIG)
-    config.update(prior=PRIOR, pool_sizes=[4, "inf"])
+    config.update(prior=PRIOR, pool_sizes=OVERLAY["pool_sizes"])
     return config
 
 

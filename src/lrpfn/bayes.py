@@ -1,4 +1,4 @@
-"""Exact Bayesian references (SPEC §2): the oracles every model is held against.
+"""Exact Bayesian references (docs/design.md §2): the oracles every model is held against.
 
 All functions take a batch of sequences, ``x`` (B, K, D) and ``y`` (B, K), and return the
 prediction at *every* position at once: the prediction at position i uses the pairs
@@ -10,7 +10,7 @@ results come back in the input's floating dtype.
   ``mu_n = (X^T X + noise_var I)^-1 X^T y``.
 * Pool prior ``w ~ Uniform{w_1..w_M}`` (dMMSE): posterior weights
   ``pi_m ∝ exp(-||y - X w_m||^2 / (2 noise_var))``.
-* Any Gaussian-mixture prior ``w ~ sum_c pi_c N(m_c, Sigma_c)`` (SPEC §10,
+* Any Gaussian-mixture prior ``w ~ sum_c pi_c N(m_c, Sigma_c)`` (docs/design.md §9,
   :class:`lrpfn.priors.GaussianMixture`): per component a Gaussian posterior and its
   marginal likelihood. The two above are its special cases (one component ``N(0, I)``; M
   point masses) and keep their fast paths; the tests hold the general engine to them.

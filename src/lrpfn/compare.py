@@ -1,4 +1,4 @@
-"""Per-dimension comparison of resampled ``w_hat`` against references (SPEC §7).
+"""Per-dimension comparison of resampled ``w_hat`` against references (docs/design.md §7).
 
 * :func:`against_samples` — another sample set (an exact reference resampler): mean, std,
   std ratio, two-sample KS statistic and p-value, energy distance;

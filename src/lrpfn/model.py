@@ -1,4 +1,4 @@
-"""The autoregressive PFN (SPEC §3).
+"""The autoregressive PFN (docs/design.md §3).
 
 Each pair ``(x_i, y_i)`` gives two tokens: a *query* token ``q_i`` (from ``x_i``) and a
 *pair* token ``p_i`` (from ``x_i`` and ``y_i``). There is no positional encoding; the
@@ -9,7 +9,7 @@ mask carries position:
 * nothing attends to a query except itself.
 
 Tokens are laid out as ``[p_1..p_K, q_1..q_K]``; attention is permutation-equivariant, so
-this is the interleaved mask of the SPEC with rows and columns reordered. Logits are read
+this is the interleaved mask of docs/design.md §3 with rows and columns reordered. Logits are read
 at the query tokens: ``logits[:, i]`` is the predictive distribution of ``y_i`` given the
 pairs before i and ``x_i``.
 
@@ -45,7 +45,7 @@ def attention_mask(context_length: int, device=None) -> torch.Tensor:
 
 
 def interleaved_mask(context_length: int) -> torch.Tensor:
-    """The same mask in the SPEC's interleaved order ``q_1 p_1 q_2 p_2 ...`` (for display)."""
+    """The same mask in the interleaved order ``q_1 p_1 q_2 p_2 ...`` (for display)."""
     k = context_length
     order = torch.stack([torch.arange(k) + k, torch.arange(k)], dim=1).reshape(-1)  # q_i, p_i
     return attention_mask(k)[order][:, order]
@@ -156,7 +156,7 @@ class PFN(nn.Module):
         # GPT-2 style: residual projections scaled down with depth; zero head = uniform start.
         # Query and key weights start larger (config.qk_init_std), so attention is not uniform
         # from the first step: at 0.02 most seeds of the default experiment settled early in a
-        # basin ~0.05 nats above the others and stayed there (README, "Choosing the default").
+        # basin ~0.05 nats above the others and stayed there (docs/results.md, "Choosing the default").
         for block in self.blocks:
             nn.init.normal_(block.qkv.weight[: 2 * config.d_model], std=config.qk_init_std)
             nn.init.normal_(block.proj.weight, std=0.02 / math.sqrt(2 * config.n_layers))

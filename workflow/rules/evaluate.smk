@@ -1,5 +1,5 @@
 rule evaluate:
-    """SPEC §6 metrics of one checkpoint on T_M and on T_true: per position and per sequence."""
+    """The metrics (docs/design.md §6) of one checkpoint on T_M and on T_true: per position and per sequence."""
     input:
         checkpoint=layout.checkpoint(run_dir()),
         pool=pool_file,

@@ -1,4 +1,4 @@
-"""Gaussian-mixture task priors (SPEC §10): the exact engine, the exact resampler, task draws, config."""
+"""Gaussian-mixture task priors (docs/design.md §9): the exact engine, the exact resampler, task draws, config."""
 
 import copy
 import itertools
@@ -642,3 +642,15 @@ def test_a_spike_slab_prior_without_zeros_is_the_slab_gaussian():
     ridge_mean, ridge_var = ridge_predictive(x * slab_var**0.5, y, noise_var)
     torch.testing.assert_close(mean, ridge_mean, rtol=0, atol=1e-12)
     torch.testing.assert_close(var, ridge_var, rtol=0, atol=1e-12)
+
+
+def test_a_prior_says_whether_it_has_an_atom_at_zero():
+    """The spike read-out follows the prior, not its kind: spike-and-slab has one (unless
+    p_zero = 0), the Gaussian and clusters have none, a pool has one only where a task has a
+    zero coordinate."""
+    assert priors.spike_slab(3, P_ZERO, SLAB_VAR).has_atom_at_zero
+    assert not priors.spike_slab(3, 0.0, SLAB_VAR).has_atom_at_zero
+    assert not priors.StandardGaussian(3).has_atom_at_zero
+    assert not make_prior("mixture", 3).has_atom_at_zero
+    assert not priors.Pool(torch.ones(4, 2)).has_atom_at_zero
+    assert priors.Pool(torch.tensor([[1.0, 0.0], [2.0, 3.0]])).has_atom_at_zero

@@ -12,6 +12,8 @@ from lrpfn.sweep import (
     budget_effect,
     budgets,
     closeness,
+    over_seeds,
+    smooth_loss,
     sweep_tables,
     threshold_budget_crossing,
     threshold_closer_to_bayes,
@@ -529,3 +531,36 @@ def test_sweep_tables_with_short_runs_uses_them_instead_of_the_previous_checkpoi
     assert all("runs of 1000 and of 500 steps" in d for d in crossing.description)
     assert set(crossing.budgets) == {"runs"}
     assert (set(crossing.long_step), set(crossing.short_step)) == ({1000}, {500})
+
+
+def test_over_seeds_gives_each_metrics_mean_and_spread_over_seeds():
+    rng = np.random.default_rng(0)
+    keys = [(m, seed, step) for m in ("4", "inf") for seed in (0, 1, 2) for step in (10, 20)]
+    rows = [
+        {
+            "pool_size": m,
+            "seed": seed,
+            "step": step,
+            "tasks": "true",
+            "mse_model": rng.random(),
+            "nll_model": rng.random(),
+        }
+        for m, seed, step in keys
+    ]
+    table = pd.DataFrame(rows)
+    out = over_seeds(table, ["pool_size", "step", "tasks"], ["mse_model", "nll_model"])
+    assert len(out) == 4 and (out.n_seeds == 3).all()
+    assert out.pool_size.tolist() == ["4", "4", "inf", "inf"] and out.final.tolist() == [False, True, False, True]
+    for row in out.itertuples():
+        values = table[(table.pool_size == row.pool_size) & (table.step == row.step)].mse_model.to_numpy()
+        assert row.mse_model == pytest.approx(values.mean(), rel=1e-12)
+        assert row.mse_model_sd == pytest.approx(values.std(ddof=1), rel=1e-12)
+    one = over_seeds(table[table.seed == 0], ["pool_size", "step", "tasks"], ["mse_model"])
+    assert one.mse_model_sd.isna().all() and (one.n_seeds == 1).all()
+
+
+def test_smooth_loss_is_a_running_mean_over_one_percent_of_the_steps():
+    log = pd.DataFrame({"step": range(1, 351), "loss": np.arange(350, dtype=float) ** 2})
+    smooth = smooth_loss(log).to_numpy()  # window 3
+    assert smooth[0] == 0 and smooth[1] == pytest.approx(0.5) and smooth[10] == pytest.approx((64 + 81 + 100) / 3)
+    assert (smooth_loss(log.iloc[:99]) == log.loss.iloc[:99]).all()  # fewer than 100 steps: no smoothing

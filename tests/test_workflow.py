@@ -162,9 +162,15 @@ def test_in_context_curves_run_past_the_trained_length_against_the_exact_predict
 
 def test_training_logs(pipeline):
     log = pd.read_parquet(pipeline / RESULTS / "tables/train_log.parquet")
-    assert list(log.columns) == ["step", "loss", "lr", "pool_size", "seed"]
+    assert list(log.columns) == ["step", "loss", "lr", "pool_size", "seed", "loss_smooth"]
     assert len(log) == 3 * TEST_CONFIG["train"]["steps"]
     assert np.isfinite(log.loss).all()
+    # Each run's identity comes from the rule, in the order of its inputs; 40 logged steps
+    # smooth over a window of one.
+    assert log.groupby(["pool_size", "seed"]).step.apply(list).to_dict() == {
+        (m, 0): list(range(1, TEST_CONFIG["train"]["steps"] + 1)) for m in ("1", "4", "inf")
+    }
+    np.testing.assert_array_equal(log.loss_smooth, log.loss)
 
 
 def test_resampling_tables(pipeline):
@@ -463,7 +469,7 @@ def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path_factory):
     workdir = new_workdir(tmp_path_factory, "bad", config)
     result = snakemake(workdir, check=False)
     assert result.returncode != 0
-    assert "['model']['n_layers']" in result.stdout + result.stderr
+    assert "model.n_layers: 0 is less than the minimum of 1" in result.stdout + result.stderr
     assert not (workdir / RESULTS).exists()
 
 

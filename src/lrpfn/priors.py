@@ -59,6 +59,14 @@ class Prior:
         """This prior as a Gaussian mixture over w (for its marginals in figures)."""
         raise NotImplementedError
 
+    @property
+    def has_atom_at_zero(self) -> bool:
+        """Whether some coordinate of w is exactly zero with positive probability (a spike,
+        which the implied-prior read-out then measures)."""
+        mixture = self.as_mixture()
+        variances = torch.diagonal(mixture.covariances, dim1=-2, dim2=-1)
+        return bool(((variances == 0) & (mixture.means == 0)).any())
+
 
 @dataclass(frozen=True, eq=False)
 class GaussianMixture(Prior):

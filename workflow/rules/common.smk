@@ -61,7 +61,7 @@ wildcard_constraints:
 def path(template, **values):
     """An artifact's path: a template of lrpfn.layout under the results folder, the given
     wildcards filled in and the others left for Snakemake."""
-    return f"{RESULTS}/" + layout.fill(template, **values)
+    return f"{RESULTS}/{layout.fill(template, **values)}"
 
 
 def run_dir(M="{M}", seed="{seed}"):

@@ -2,6 +2,8 @@
 
 import pandas as pd
 
+from lrpfn import priors
+from lrpfn.config import PriorConfig
 from lrpfn.implied import near_zero_threshold, statistics, targets_from_files
 from lrpfn.io import read_parquet, write_parquet
 from lrpfn.logs import log_to
@@ -13,9 +15,9 @@ with log_to(snakemake.log[0]):
     pool = read_run_pool(inp.pool, wc.M, p.dim)
     all_targets = targets_from_files(inp.eval_true, inp.eval_pool, wc.M, s["n_prefixes"], s["prefix_length"])
     samples = pd.concat([read_parquet(f) for f in inp.samples], ignore_index=True)
-    # A spike-and-slab prior's implied prior has a spike: its mass near zero is read out too.
+    # Under a prior with an atom at zero (a spike) the implied prior's mass near zero is read out too.
     near_zero = None
-    if p.get("prior", {}).get("kind") == "spike_slab":
+    if priors.build(PriorConfig.from_dict(p.get("prior")), p.dim).has_atom_at_zero:
         near_zero = near_zero_threshold(p.noise_var, p.path_length, p.dim)
     table = statistics(samples, read_parquet(inp.reference), all_targets, pool, near_zero)
     table.insert(0, "seed", int(wc.seed))

@@ -62,7 +62,7 @@ def main():
     prior = StandardGaussian(args.dim)
     bar = BarDistribution(prior_borders(args.buckets, args.noise_var, prior)).to(device)
     train_config = TrainConfig(
-        steps=1, batch_size=args.batch_size, lr=1e-3, warmup=0.0, checkpoints=1, precision=args.precision
+        steps=2, batch_size=args.batch_size, lr=1e-3, warmup=0.0, checkpoints=2, precision=args.precision
     )
     stepper = Stepper(model, bar, make_optimizer(model, train_config), train_config, compile=args.compile)
     # Training draws batches on the CPU (the same data on every device); --draw-on device

@@ -14,6 +14,7 @@ from lrpfn.config import (
     SCHEMA,
     ConfigError,
     ExecutionConfig,
+    ModelConfig,
     PriorConfig,
     RunConfig,
     TrainConfig,
@@ -235,3 +236,22 @@ def test_a_runs_prior_is_part_of_its_identity_and_round_trips(default, prior):
     assert run.to_dict()["prior"] == prior
     assert run.to_dict() != base.to_dict()
     assert RunConfig.from_dict(run.to_dict()) == run
+
+
+@pytest.mark.parametrize(
+    "build, key",
+    [
+        (lambda: TrainConfig(steps=10, batch_size=8, lr=1e-3, warmup=0.0, checkpoints=1), "train.checkpoints"),
+        (lambda: TrainConfig(steps=10, batch_size=8, lr=0.0, warmup=0.0, checkpoints=2), "train.lr"),
+        (lambda: ModelConfig(dim=2, n_buckets=1, d_model=8, n_layers=1, n_heads=1, d_mlp=8), "model.n_buckets"),
+        (lambda: ModelConfig(dim=0, n_buckets=8, d_model=8, n_layers=1, n_heads=1, d_mlp=8), "dim"),
+        (lambda: ExecutionConfig(device="tpu"), "train.device"),
+        (lambda: ExecutionConfig(threads=0), "train.threads"),
+    ],
+    ids=["one checkpoint", "zero lr", "one bucket", "dim 0", "device tpu", "no threads"],
+)
+def test_the_typed_configs_hold_the_schemas_ranges(build, key):
+    """A typed config built directly refuses what the schema refuses, naming the same key."""
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}:"):
+        build()
+    assert ExecutionConfig(device="cuda:1").device == "cuda:1"

@@ -70,11 +70,8 @@ class ModelConfig:
     qk_init_std: float = _default("model", "qk_init_std")  # initial std of query/key weights (others 0.02)
 
     def __post_init__(self):
-        for name in ("dim", "n_buckets", "d_model", "n_layers", "n_heads", "d_mlp"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"model config {name} must be positive, got {getattr(self, name)}")
-        if self.qk_init_std <= 0:
-            raise ValueError(f"model config qk_init_std must be positive, got {self.qk_init_std}")
+        check_section("model", {k: v for k, v in asdict(self).items() if k != "dim"})
+        check_section("", {"dim": self.dim})
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
 
@@ -110,18 +107,7 @@ class TrainConfig:
         return 1 + (dim - 1) * step // span
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1 or self.checkpoints < 1:
-            raise ValueError("train steps, batch_size and checkpoints must be positive")
-        if not 0 <= self.warmup < 1:
-            raise ValueError(f"train warmup is a fraction in [0, 1), got {self.warmup}")
-        if self.decay not in ("cosine", "linear"):
-            raise ValueError(f"train decay must be 'cosine' or 'linear', got {self.decay!r}")
-        if self.lr <= 0:
-            raise ValueError(f"train lr must be positive, got {self.lr}")
-        if not 0 <= self.curriculum < 1:
-            raise ValueError(f"train curriculum is a fraction in [0, 1), got {self.curriculum}")
-        if self.precision not in ("float32", "bfloat16"):
-            raise ValueError(f"train precision must be 'float32' or 'bfloat16', got {self.precision!r}")
+        check_section("train", asdict(self))
 
 
 @dataclass(frozen=True)
@@ -218,10 +204,7 @@ class ExecutionConfig:
     compile: bool = _default("train", "compile")  # torch.compile the forward pass
 
     def __post_init__(self):
-        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
-            raise ValueError(f"train device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
-        if self.threads < 1 or self.save_every < 1:
-            raise ValueError("train threads and save_every must be positive")
+        check_section("train", asdict(self))
 
 
 SCIENCE_KEYS = frozenset(f.name for f in fields(TrainConfig))
@@ -312,6 +295,13 @@ def _fill_defaults(config: dict) -> None:
         if isinstance(config.get(section), dict):
             for key, value in defaults.items():
                 config[section].setdefault(key, copy.deepcopy(value))
+
+
+def check_section(section: str, values: dict) -> None:
+    """Types and ranges of ``values`` against the schema's properties of ``section`` ('' for
+    the top level): the typed configs hold the same ranges as the experiment config."""
+    properties = _SCHEMA["properties"] if not section else _SCHEMA["properties"][section]["properties"]
+    _raise_first_error(_validator({"type": "object", "properties": properties}).iter_errors(values), section)
 
 
 def validate_schema(config: dict) -> None:

@@ -5,13 +5,21 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from lrpfn.buckets import BarDistribution, prior_borders
 from lrpfn.config import PriorConfig
 from lrpfn.evaluate import METRICS
+from lrpfn.exact import references
 from lrpfn.implied import posterior_summary
+from lrpfn.model import PFN, ModelConfig
+from lrpfn.plots.predictive import predictive_density_figure
 from lrpfn.plots.resampling import posterior_figure
 from lrpfn.plots.sweep import in_context_figure, losses_figure, task_diversity_figure
+from lrpfn.predictive import compare, prompts
+from lrpfn.priors import Pool, StandardGaussian
 from lrpfn.sweep import over_seeds, smooth_loss
+from lrpfn.tasks import eval_set, master_pool
 
 matplotlib.use("Agg")
 
@@ -135,3 +143,23 @@ def test_the_posterior_figure_draws_the_summary_at_the_final_step():
     final = out[(out.seed == "mean") & out.final & (out.reference == "bayes")].sort_values("pool_size_value")
     np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), final.energy)
     assert "PFN to the Gaussian prior reference" in labels(fig.axes[0])
+
+
+def test_the_predictive_density_figure_draws_the_compared_densities():
+    """From a real comparison (a small random PFN against ridge and a pool): each panel draws the
+    table's density columns, one line per distinct exact predictive, and prints its KL."""
+    torch.manual_seed(0)
+    prior = StandardGaussian(2)
+    model = PFN(ModelConfig(dim=2, n_buckets=16, d_model=16, n_layers=1, n_heads=2, d_mlp=16)).eval()
+    bar = BarDistribution(prior_borders(16, 0.1, prior, n_samples=1 << 14))
+    pool = Pool(master_pool(4, 0, prior))
+    batch = eval_set(1, 5, 0.1, prior, seed=1)
+    kl, density = compare({10: model}, bar, prompts({"true": batch}, 1, [0, 3]), references(prior, pool, 0.1))
+    fig = predictive_density_figure(density, kl, "4", 0, DEFAULT)
+    ax = fig.axes[1]  # the prompt with 3 pairs
+    curve = density[density.prompt_length == 3]
+    assert [line.get_label() for line in ax.lines] == ["PFN", "exact, Gaussian prior", "exact, pool prior"]
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), curve.density_ridge)
+    np.testing.assert_array_equal(ax.lines[2].get_ydata(), curve.density_dmmse)
+    text = ax.texts[0].get_text()
+    assert f"KL(ridge) {kl.kl_ridge.iloc[1]:.3f}" in text and f"KL(dMMSE) {kl.kl_dmmse.iloc[1]:.3f}" in text

@@ -21,7 +21,6 @@ def predictive_density_figure(
     exact = [name for name in ("ridge", "bayes", "dmmse") if name in roles.exact_shown(prior)]
     exact = [name for name in exact if density[f"density_{name}"].notna().any()]
     styles = {name: roles.reference_style(name, prior) for name in exact}
-    short = {"ridge": "ridge", "bayes": "Bayes", "dmmse": "pool"}
     keys = ["tasks", "sequence", "prompt_length"]
     prompt_list = list(
         density[keys].drop_duplicates().sort_values(keys, ascending=[False, True, True]).itertuples(index=False)
@@ -48,7 +47,7 @@ def predictive_density_figure(
                 (kl.tasks == tasks) & (kl.sequence == sequence) & (kl.prompt_length == length) & (kl.step == step)
             ]
             text = "\n".join(
-                f"KL({short[name]}) {row_kl[f'kl_{name}'].iloc[0]:.3f}"
+                f"KL({roles.ROLES[name].short}) {row_kl[f'kl_{name}'].iloc[0]:.3f}"
                 for name in exact
                 if row_kl[f"kl_{name}"].notna().all()
             )

@@ -10,12 +10,13 @@ from lrpfn import bayes
 from lrpfn.bayes import NormalMixture, dmmse_nll, dmmse_predictive, ridge_nll, ridge_predictive
 from lrpfn.buckets import BarDistribution, prior_borders
 from lrpfn.config import ModelConfig
-from lrpfn.exact import references
+from lrpfn.exact import Ridge, references
 from lrpfn.model import PFN
 from lrpfn.predictive import (
     compare,
     discretised_logits,
     exact_predictives,
+    head_floor,
     kl_divergence,
     prompt_logits,
     prompts,
@@ -215,3 +216,47 @@ def test_mixture_log_prob_cdf_and_sample_agree(name):
     assert stats.kstest(batch.cdf(draws).numpy(), "uniform").pvalue > 1e-3
     wider = NormalMixture(batch.log_weights, batch.means, 1.5 * batch.variances)
     assert stats.kstest(wider.cdf(draws).numpy(), "uniform").pvalue < 1e-6
+
+
+def test_the_head_floor_is_the_discretised_exact_predictive_at_every_position(bar):
+    """Sequence by sequence and position by position, the floor's mean and NLL are those of the
+    KL-best bars of the prompt's closed-form ridge predictive."""
+    batch = eval_set(6, 7, NOISE_VAR, GAUSSIAN, seed=11)
+    mean, nll = head_floor(bar, Ridge(DIM, NOISE_VAR), batch.x, batch.y)
+    for b in range(6):
+        for i in range(7):
+            exact = Ridge(DIM, NOISE_VAR).prompt_predictive(batch.x[b, :i], batch.y[b, :i], batch.x[b, i])
+            logits = discretised_logits(exact, bar)[0]
+            assert mean[b, i].item() == pytest.approx(bar.mean(logits).item(), rel=1e-10, abs=1e-12)
+            expected = -bar.log_prob(logits, batch.y[b, i].double()).item()
+            assert nll[b, i].item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_the_head_floors_nll_gap_is_the_expected_kl_to_its_bars(bar):
+    """y at each position of a prior sequence is a draw from the exact predictive, so the mean
+    NLL gap of the floor to ridge estimates the mean KL(exact || its KL-best bars) by quadrature
+    over the same prompts (within 4 standard errors of the gap)."""
+    batch = eval_set(4000, 4, NOISE_VAR, GAUSSIAN, seed=12)  # the gap is heavy tailed: many sequences
+    _, floor_nll = head_floor(bar, Ridge(DIM, NOISE_VAR), batch.x, batch.y)
+    exact_nll = ridge_nll(batch.x.double(), batch.y.double(), NOISE_VAR)
+    for i in (0, 3):
+        gap = (floor_nll[:, i] - exact_nll[:, i]).numpy()
+        kls = []
+        for b in range(len(gap)):
+            exact = Ridge(DIM, NOISE_VAR).prompt_predictive(batch.x[b, :i], batch.y[b, :i], batch.x[b, i])
+            kls.append(kl_divergence(exact, bar, discretised_logits(exact, bar)))
+        se = gap.std(ddof=1) / math.sqrt(len(gap))
+        assert abs(gap.mean() - np.mean(kls)) < 4 * se, (i, gap.mean(), np.mean(kls), se)
+        assert np.mean(kls) > 0
+
+
+def test_the_head_floor_falls_with_finer_buckets():
+    """Paired over the same sequences: 256 buckets leave a smaller NLL gap than 32."""
+    batch = eval_set(2000, 6, NOISE_VAR, GAUSSIAN, seed=13)
+    exact_nll = ridge_nll(batch.x.double(), batch.y.double(), NOISE_VAR)
+    gaps = []
+    for n in (32, 256):
+        fine = BarDistribution(prior_borders(n, NOISE_VAR, GAUSSIAN, seed=0, n_samples=1 << 18))
+        gaps.append((head_floor(fine, Ridge(DIM, NOISE_VAR), batch.x, batch.y)[1] - exact_nll).mean(1).numpy())
+    diff = gaps[0] - gaps[1]
+    assert diff.mean() > 5 * diff.std(ddof=1) / math.sqrt(len(diff))

@@ -148,6 +148,8 @@ def test_in_context_curves_run_past_the_trained_length_against_the_exact_predict
     np.testing.assert_allclose(inf.nll_ridge, nll, rtol=1e-9)
     # Ridge keeps improving past K as Bayes does: its error at 2K is below its error at K.
     assert mse[-1] < mse[k - 1]
+    # The head's floor is there at every position, finite, for every run.
+    assert np.isfinite(table[["mse_floor", "nll_floor", "mse_floor_se", "nll_floor_se"]].to_numpy()).all()
     # The positions up to K are other sequences than the main evaluation's, of the same law:
     # the PFN's MSE/D there agrees with the main table's within sampling error.
     main = pd.read_parquet(pipeline / RESULTS / "tables/metrics.parquet")

@@ -327,6 +327,11 @@ class NormalMixture:
         z = (y.unsqueeze(-1) - self.means) / self.variances.sqrt()
         return (self.log_weights.exp() * torch.special.ndtr(z)).sum(-1)
 
+    def cdf_grid(self, points: torch.Tensor) -> torch.Tensor:
+        """P(Y <= p) at every point p of ``points`` (P,) for every mixture of the batch: (..., P)."""
+        z = (points.unsqueeze(-1) - self.means.unsqueeze(-2)) / self.variances.sqrt().unsqueeze(-2)
+        return (self.log_weights.exp().unsqueeze(-2) * torch.special.ndtr(z)).sum(-1)
+
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """One draw per mixture of a batch (B,): a component from the weights, then its Gaussian."""
         c = torch.multinomial(torch.softmax(self.log_weights, -1), 1, generator=generator)

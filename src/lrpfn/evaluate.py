@@ -11,6 +11,11 @@ Per position i, over a fixed evaluation set, for the model and for every exact p
 
 A role without a predictor (``dmmse`` on the true prior) has NaN columns, so tables keep
 their columns whatever the run; a predictor serving two roles is computed once.
+
+Beside them the head's floor (``mse_floor``, ``nll_floor``; :func:`lrpfn.predictive.head_floor`):
+the true prior's exact predictive (role ``bayes``) turned into its KL-best bar distribution on
+the run's own buckets, scored like the model. Its MSE is where an NLL-trained PFN with this head
+is headed, not a bound.
 """
 
 from __future__ import annotations
@@ -21,17 +26,20 @@ import torch
 from .buckets import BarDistribution
 from .exact import ExactPredictor
 from .model import PFN
+from .predictive import head_floor
 from .roles import EXACT
 from .tasks import Batch
 
 
-def metric_names(keys) -> list[str]:
-    """The metric columns of an evaluation against the exact predictors ``keys``, in order."""
+def metric_names(keys, floor: bool = True) -> list[str]:
+    """The metric columns of an evaluation against the exact predictors ``keys`` (and the
+    head's floor), in order."""
     keys = list(keys)
+    floors = ["floor"] if floor else []
     return [
-        "mse_model", *(f"mse_{k}" for k in keys),
+        "mse_model", *(f"mse_{k}" for k in [*keys, *floors]),
         *(f"delta_{k}" for k in keys),
-        "nll_model", *(f"nll_{k}" for k in keys),
+        "nll_model", *(f"nll_{k}" for k in [*keys, *floors]),
     ]  # fmt: skip
 
 
@@ -72,7 +80,11 @@ def per_sequence_metrics(
             f"delta_{key}": (model_mean - mean) ** 2 / dim,
             f"nll_{key}": nll,
         }
-    return {name: out[name] for name in metric_names(predictors)}
+    floor = predictors.get("bayes") is not None
+    if floor:
+        mean, nll = head_floor(bar, predictors["bayes"], x, y)
+        out |= {"mse_floor": (mean - target) ** 2 / dim, "nll_floor": nll}
+    return {name: out[name] for name in metric_names(predictors, floor)}
 
 
 def evaluate_checkpoint(

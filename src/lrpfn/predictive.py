@@ -61,10 +61,26 @@ def _kl(nodes: torch.Tensor, weights: torch.Tensor, log_p: torch.Tensor, bar: Ba
 
 
 def discretised_logits(exact: NormalMixture, bar: BarDistribution) -> torch.Tensor:
-    """The bar distribution closest to ``exact`` in KL: each bucket gets ``exact``'s mass in it."""
-    inner = bar.borders.double()[1:-1]
-    cdf = torch.cat([torch.zeros(1, dtype=torch.float64), exact.cdf(inner), torch.ones(1, dtype=torch.float64)])
-    return torch.log(cdf.diff().clamp_min(1e-300))
+    """The bar distribution closest to ``exact`` in KL: each bucket gets ``exact``'s mass in it.
+    Logits (..., n_buckets) for a batch of exact predictives (..., C components)."""
+    cdf = exact.cdf_grid(bar.borders.double()[1:-1])
+    edges = torch.cat([torch.zeros_like(cdf[..., :1]), cdf, torch.ones_like(cdf[..., :1])], -1)
+    return torch.log(edges.diff(dim=-1).clamp_min(1e-300))
+
+
+def head_floor(bar: BarDistribution, predictor: ExactPredictor, x: torch.Tensor, y: torch.Tensor):
+    """The head's floor at every position of sequences x (B, K, D), y (B, K): the predictive
+    mean and the NLL of the observed y under the KL-best bar approximation of ``predictor``'s
+    exact predictive (:func:`discretised_logits`) — where a PFN trained to the NLL optimum with
+    this head is headed. Two (B, K) float64 tensors."""
+    x, y = x.double(), y.double()
+    state = predictor.start(x.shape[0], x.device)
+    mean, nll = torch.empty_like(y), torch.empty_like(y)
+    for i in range(x.shape[1]):
+        logits = discretised_logits(state.predictive(x[:, i]), bar)
+        mean[:, i], nll[:, i] = bar.mean(logits), -bar.log_prob(logits, y[:, i])
+        state.observe(x[:, i], y[:, i])
+    return mean, nll
 
 
 @dataclass(frozen=True)

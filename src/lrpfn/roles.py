@@ -7,7 +7,9 @@ of the resampling tables — so their columns stay the same whatever the true pr
 * ``dmmse`` — Bayes under the run's pool (uniform over M tasks);
 * ``ridge`` — Bayes under the Gaussian with the true prior's mean and covariance: the best
   predictor linear in the data, the misspecified baseline;
-* ``bayes`` — Bayes under the true prior: the generalising solution.
+* ``bayes`` — Bayes under the true prior: the generalising solution;
+* ``floor`` — not a predictor of its own: the true prior's Bayes predictive turned into its
+  KL-best distribution on the run's output head (the head's floor).
 
 Under the default prior N(0, I) ridge *is* the true prior's Bayes predictor; the two roles
 then share one predictor (computed once) and figures draw it once, as ridge. Labels follow
@@ -34,6 +36,7 @@ ROLES = {
     "dmmse": Role("dmmse", "#d95f02", ":", "dMMSE"),
     "ridge": Role("ridge", "#1b9e77", "--", "ridge"),
     "bayes": Role("bayes", "#7b3294", "-.", "Bayes"),
+    "floor": Role("floor", "#7f7f7f", ":", "floor"),
 }
 EXACT = ("ridge", "bayes", "dmmse")  # the exact predictors' roles, in table order
 
@@ -53,7 +56,7 @@ def label(role: str, prior: PriorConfig) -> str:
         return "ridge" if prior.is_default else f"Bayes ({prior.title})"
     if role == "ridge" and not prior.is_default:
         return "ridge (moment-matched)"
-    return {"model": "PFN", "dmmse": "dMMSE", "ridge": "ridge"}[role]
+    return {"model": "PFN", "dmmse": "dMMSE", "ridge": "ridge", "floor": "head's floor (Bayes, KL-best bars)"}[role]
 
 
 def reference_label(role: str, prior: PriorConfig) -> str:

@@ -115,9 +115,10 @@ def in_context_figure(seeds: pd.DataFrame, context_length: int, prior: PriorConf
     """Columns: pool sizes; rows: MSE/D and NLL on T_M and on T_true, against the number of
     in-context examples, past the trained context length (dotted line). Lines are means over
     seeds (tables/in_context_seeds): PFN, dMMSE (finite M), ridge and, under a true prior
-    other than N(0, I), its Bayes predictor."""
+    other than N(0, I), its Bayes predictor; dotted grey, the head's floor (the true prior's
+    Bayes predictive on the run's bar distribution)."""
     style()
-    names = roles.shown(prior)
+    names = roles.shown(prior) + (["floor"] if "mse_floor" in seeds.columns else [])
     labels = {name: roles.label(name, prior) for name in names}
     sizes = sorted(seeds.pool_size.unique(), key=float)
     rows = [("mse", "pool"), ("mse", "true"), ("nll", "pool"), ("nll", "true")]
@@ -133,7 +134,7 @@ def in_context_figure(seeds: pd.DataFrame, context_length: int, prior: PriorConf
                 values = curve[f"{metric}_{name}"]
                 if values.notna().any():
                     ax.plot(curve.index, values, color=COLORS[name], lw=1.2 if name == "model" else 1,
-                            ls="-" if name == "model" else "--", label=labels[name])  # fmt: skip
+                            ls={"model": "-", "floor": ":"}.get(name, "--"), label=labels[name])  # fmt: skip
             ax.axvline(context_length, color="0.4", ls=":", lw=1, label="trained length K")
             if metric == "mse":
                 ax.set_yscale("log")

@@ -26,6 +26,7 @@ from .exact import ExactPredictor
 from .model import PFN
 from .resample import Resampled, draw_inputs, resample_exact, resample_model
 from .roles import EXACT
+from .sweep import at_final_step, pool_size_value
 from .tasks import Batch, read_eval_set, w_columns
 
 TARGET_KEYS = ["kind", "tasks", "prefix"]
@@ -241,6 +242,6 @@ def posterior_summary(stats: pd.DataFrame) -> pd.DataFrame:
     seeds = runs.groupby(keys, sort=False)
     mean = seeds[columns].mean().join(seeds.n_rows.sum()).reset_index().assign(seed="mean")
     table = pd.concat([runs, mean], ignore_index=True)
-    table["final"] = table.step == table.groupby("pool_size").step.transform("max")
-    table["pool_size_value"] = table.pool_size.astype(float)
+    table["final"] = at_final_step(table)
+    table["pool_size_value"] = pool_size_value(table.pool_size)
     return table.sort_values(["pool_size_value", "reference", "seed", "step"], ignore_index=True)

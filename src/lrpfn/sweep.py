@@ -51,10 +51,14 @@ def pool_size_value(pool_size: pd.Series) -> pd.Series:
     return pool_size.astype(float)
 
 
+def at_final_step(table: pd.DataFrame) -> pd.Series:
+    """Whether each row is at its pool size's last step (the final checkpoint the figures show)."""
+    return table.step == table.groupby("pool_size").step.transform("max")
+
+
 def summarise(per_position: pd.DataFrame) -> pd.DataFrame:
     """Average every metric over positions: one row per (pool_size, seed, step, tasks)."""
-    metrics = METRICS
-    summary = per_position.groupby(KEYS, sort=False)[metrics].mean().reset_index()
+    summary = per_position.groupby(KEYS, sort=False)[METRICS].mean().reset_index()
     summary["pool_size_value"] = pool_size_value(summary["pool_size"])
     return summary.sort_values(["pool_size_value", "seed", "tasks", "step"], ignore_index=True)
 
@@ -69,7 +73,7 @@ def over_seeds(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.D
     out.insert(0, "n_seeds", grouped.seed.nunique())
     out = out.reset_index()
     if "step" in keys:
-        out["final"] = out.step == out.groupby("pool_size").step.transform("max")
+        out["final"] = at_final_step(out)
     out["pool_size_value"] = pool_size_value(out["pool_size"])
     return out.sort_values(["pool_size_value", *(k for k in keys if k != "pool_size")], ignore_index=True)
 

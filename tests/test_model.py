@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -6,10 +8,10 @@ from lrpfn.model import PFN, ModelConfig, attention_mask, interleaved_mask
 CONFIG = ModelConfig(dim=3, n_buckets=12, d_model=32, n_layers=2, n_heads=4, d_mlp=64)
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=["bar", "location_scale"])
+def model(request):
     torch.manual_seed(0)
-    m = PFN(CONFIG).double().eval()
+    m = PFN(replace(CONFIG, head=request.param)).double().eval()
     # Initialisation leaves the head at zero; give every weight some size so that a
     # leak anywhere would move the logits.
     with torch.no_grad():

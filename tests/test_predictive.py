@@ -14,7 +14,6 @@ from lrpfn.exact import Ridge, references
 from lrpfn.model import PFN
 from lrpfn.predictive import (
     compare,
-    discretised_logits,
     exact_predictives,
     head_floor,
     kl_divergence,
@@ -66,7 +65,7 @@ def test_the_kl_to_the_own_discretisation_matches_an_independent_quadrature(bar,
     batch = eval_set(2, 6, NOISE_VAR, Pool(pool), seed=4)
     for prompt in prompts({"pool": batch}, 2, [0, 3]):
         exact = exact_predictives(prompt, references(GAUSSIAN, Pool(pool), NOISE_VAR))[role]
-        logits = discretised_logits(exact, bar)
+        logits = bar.fit(exact)
         ours = kl_divergence(exact, bar, logits)
 
         def integrand(y, exact=exact, logits=logits):
@@ -91,7 +90,7 @@ def test_the_best_bar_approximation_improves_with_more_buckets():
     floors = []
     for n in (16, 64, 256):
         fine = BarDistribution(prior_borders(n, NOISE_VAR, GAUSSIAN, seed=0))
-        floors.append(kl_divergence(exact, fine, discretised_logits(exact, fine)))
+        floors.append(kl_divergence(exact, fine, fine.fit(exact)))
     assert floors[0] > floors[1] > floors[2] > 0
 
 
@@ -226,7 +225,7 @@ def test_the_head_floor_is_the_discretised_exact_predictive_at_every_position(ba
     for b in range(6):
         for i in range(7):
             exact = Ridge(DIM, NOISE_VAR).prompt_predictive(batch.x[b, :i], batch.y[b, :i], batch.x[b, i])
-            logits = discretised_logits(exact, bar)[0]
+            logits = bar.fit(exact)[0]
             assert mean[b, i].item() == pytest.approx(bar.mean(logits).item(), rel=1e-10, abs=1e-12)
             expected = -bar.log_prob(logits, batch.y[b, i].double()).item()
             assert nll[b, i].item() == pytest.approx(expected, rel=1e-10)
@@ -244,7 +243,7 @@ def test_the_head_floors_nll_gap_is_the_expected_kl_to_its_bars(bar):
         kls = []
         for b in range(len(gap)):
             exact = Ridge(DIM, NOISE_VAR).prompt_predictive(batch.x[b, :i], batch.y[b, :i], batch.x[b, i])
-            kls.append(kl_divergence(exact, bar, discretised_logits(exact, bar)))
+            kls.append(kl_divergence(exact, bar, bar.fit(exact)))
         se = gap.std(ddof=1) / math.sqrt(len(gap))
         assert abs(gap.mean() - np.mean(kls)) < 4 * se, (i, gap.mean(), np.mean(kls), se)
         assert np.mean(kls) > 0

@@ -5,7 +5,7 @@ import torch
 from scipy import stats
 
 from lrpfn.bayes import dmmse_posterior, ridge_posterior
-from lrpfn.buckets import BarDistribution, prior_borders
+from lrpfn.buckets import build_head
 from lrpfn.exact import MixtureBayes, PoolBayes, Ridge
 from lrpfn.model import PFN, ModelConfig
 from lrpfn.priors import StandardGaussian, clusters, spike_slab
@@ -13,14 +13,15 @@ from lrpfn.resample import draw_inputs, least_squares, resample_exact, resample_
 from lrpfn.tasks import sample_batch
 
 
-@pytest.fixture(scope="module")
-def model_and_bar():
+@pytest.fixture(scope="module", params=["bar", "location_scale"])
+def model_and_bar(request):
     torch.manual_seed(0)
-    model = PFN(ModelConfig(dim=3, n_buckets=32, d_model=32, n_layers=2, n_heads=2, d_mlp=64)).eval()
+    config = ModelConfig(dim=3, n_buckets=32, d_model=32, n_layers=2, n_heads=2, d_mlp=64, head=request.param)
+    model = PFN(config).eval()
     with torch.no_grad():  # non-trivial weights, so the context matters
         for p in model.parameters():
             p.normal_(0, 0.2)
-    return model, BarDistribution(prior_borders(32, 0.25, StandardGaussian(3), n_samples=1 << 16))
+    return model, build_head(request.param, 32, 0.25, StandardGaussian(3))
 
 
 def test_cached_logits_equal_the_full_forward_at_every_step_float32(model_and_bar):
@@ -74,7 +75,8 @@ def test_samples_come_from_the_full_bar_distribution(model_and_bar):
     y = out.y[:, 0]
     # Continuous draws, tails included: none sit at bucket centres, some lie beyond the outer borders.
     assert y.unique().numel() == 2000
-    assert ((y < bar.borders[0]) | (y > bar.borders[-1])).any()
+    borders = bar.kinks(model(out.x[:, :1], out.y[:, :1])[:, 0].double())
+    assert ((y < borders[:, 0]) | (y > borders[:, -1])).any()
 
 
 def test_least_squares_is_minimum_norm_when_underdetermined():

@@ -1,4 +1,5 @@
-"""The bar distribution with full support (docs/design.md §4).
+"""The output heads: the bar distribution with full support, and bars on a location-scale
+residual (docs/design.md §4).
 
 ``n`` buckets between borders ``b_0 < ... < b_n``. Inner buckets ``1..n-2`` have uniform
 density on ``[b_k, b_{k+1}]``. The two outer buckets are half-normal tails anchored at
@@ -6,18 +7,32 @@ density on ``[b_k, b_{k+1}]``. The two outer buckets are half-normal tails ancho
 so that it holds half its mass inside its bucket, ``s = (b_1 - b_0) / Phi^-1(3/4)``.
 Every real y has positive density, nothing is clipped.
 
-All methods take logits of shape (..., n) and are exact and vectorised over the batch
-shape ``...``; ``y`` and ``q`` broadcast against it.
+All methods take the network's outputs of shape (..., n_outputs) and are exact and
+vectorised over the batch shape ``...``; ``y`` and ``q`` broadcast against it.
+
+* :class:`BarDistribution` (head ``bar``): the outputs are n logits over borders fixed per
+  run, quantiles of the prior predictive of y. Its resolution is the prior's, so a narrow
+  posterior predictive away from zero falls into a few wide buckets.
+* :class:`LocationScaleBar` (head ``location_scale``): the outputs are a location, a
+  log-scale and n logits; the bars live on the standardised residual ``z = (y - loc) / scale``,
+  so the resolution follows the predictive. Its standardised borders are quantiles of
+  N(0, 2^2) (:func:`standard_borders`).
+
+Both give the KL-best approximation of an exact predictive (:meth:`BarDistribution.fit`):
+the head's floor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import torch
 
 from .priors import Prior
+
+HEADS = ("bar", "location_scale")
 
 # Phi^-1(3/4): a half-normal of scale s puts half its mass within 0.6745 s of its anchor.
 _HALF_NORMAL_MEDIAN = 0.6744897501960817
@@ -66,9 +81,32 @@ class BarDistribution(torch.nn.Module):
             raise ValueError("borders must be a strictly increasing 1-d tensor with at least 3 entries")
         self.register_buffer("borders", borders)
 
+    kind = "bar"
+
     @property
     def n_buckets(self) -> int:
         return self.borders.numel() - 1
+
+    @property
+    def n_outputs(self) -> int:
+        """Outputs the network gives per prediction."""
+        return self.n_buckets
+
+    def kinks(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The bucket borders in y, where the density has its kinks: (..., n + 1)."""
+        return self.borders.to(outputs.dtype).expand(*outputs.shape[:-1], -1)
+
+    def fit(self, exact) -> torch.Tensor:
+        """The outputs closest to ``exact`` in KL: each bucket gets ``exact``'s mass in it.
+
+        ``exact`` is a batch of predictives over y with ``cdf_grid`` (a
+        :class:`lrpfn.bayes.NormalMixture`, (...) mixtures); returns logits (..., n_buckets).
+        """
+        return _bucket_log_masses(exact, self.borders)
+
+    def spec(self) -> dict:
+        """What a checkpoint stores to rebuild the head (:func:`from_spec`)."""
+        return {"head": self.kind, "borders": self.borders.cpu()}
 
     def _geometry(self, dtype):
         b = self.borders.to(dtype)
@@ -228,6 +266,150 @@ class BarDistribution(torch.nn.Module):
             idx == 0, b[1] - s_left * z, torch.where(idx == n - 1, b[n - 1] + s_right * z, b[idx] + widths[idx] * u)
         )
         return y.reshape(batch_shape)
+
+
+class LocationScaleBar(BarDistribution):
+    """Bars on the standardised residual of a location and a scale the network predicts.
+
+    Outputs (..., n + 2): ``loc = unit * o_0``, ``scale = unit * exp(o_1)`` and n logits of a
+    :class:`BarDistribution` over ``z = (y - loc) / scale`` on standardised ``borders``; the
+    density of y is ``p_bar(z) / scale``. ``unit`` (the prior predictive sd of y) sets the
+    start: zero outputs give loc 0, scale ``unit``. Every method is the bar's, transformed
+    exactly: a location-scale map keeps full support, the tails and every closed form.
+    """
+
+    kind = "location_scale"
+
+    def __init__(self, borders: torch.Tensor, unit: float):
+        super().__init__(borders)
+        if not (math.isfinite(unit) and unit > 0):
+            raise ValueError(f"unit must be a positive number, got {unit}")
+        self.register_buffer("unit", torch.tensor(float(unit), dtype=torch.float64))
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_buckets + 2
+
+    def split(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Location (...), scale (...) and logits (..., n) of outputs (..., n + 2)."""
+        if outputs.shape[-1] != self.n_outputs:
+            raise ValueError(f"expected {self.n_outputs} outputs per prediction, got {outputs.shape[-1]}")
+        unit = self.unit.to(outputs.dtype)
+        log_scale = outputs[..., 1].clamp(-_MAX_LOG_SCALE, _MAX_LOG_SCALE)
+        return unit * outputs[..., 0], unit * torch.exp(log_scale), outputs[..., 2:]
+
+    def _standardise(self, outputs: torch.Tensor, y: torch.Tensor):
+        loc, scale, logits = self.split(outputs)
+        y = torch.as_tensor(y, dtype=outputs.dtype, device=outputs.device)
+        return (y - loc) / scale, scale, logits
+
+    def log_prob(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z, scale, logits = self._standardise(outputs, y)
+        return super().log_prob(logits, z) - torch.log(scale)
+
+    def cdf(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z, _, logits = self._standardise(outputs, y)
+        return super().cdf(logits, z)
+
+    def log_cdf(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z, _, logits = self._standardise(outputs, y)
+        return super().log_cdf(logits, z)
+
+    def log_sf(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z, _, logits = self._standardise(outputs, y)
+        return super().log_sf(logits, z)
+
+    def icdf(self, outputs: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        loc, scale, logits = self.split(outputs)
+        return loc + scale * super().icdf(logits, q)
+
+    def sample(self, outputs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        loc, scale, logits = self.split(outputs)
+        return loc + scale * super().sample(logits, generator=generator)
+
+    def mean(self, outputs: torch.Tensor) -> torch.Tensor:
+        loc, scale, logits = self.split(outputs)
+        return loc + scale * super().mean(logits)
+
+    def variance(self, outputs: torch.Tensor) -> torch.Tensor:
+        _, scale, logits = self.split(outputs)
+        return scale**2 * super().variance(logits)
+
+    def kinks(self, outputs: torch.Tensor) -> torch.Tensor:
+        loc, scale, _ = self.split(outputs)
+        return loc.unsqueeze(-1) + scale.unsqueeze(-1) * self.borders.to(outputs.dtype)
+
+    def fit(self, exact) -> torch.Tensor:
+        """Location and scale at ``exact``'s mean and sd, bars KL-best on the standardised scale:
+        outputs (..., n + 2) for a batch of predictives (:class:`lrpfn.bayes.NormalMixture`)."""
+        mean, sd = exact.mean, exact.variance.sqrt()
+        standard = dataclasses.replace(
+            exact,
+            means=(exact.means - mean.unsqueeze(-1)) / sd.unsqueeze(-1),
+            variances=exact.variances / sd.unsqueeze(-1) ** 2,
+        )
+        unit = self.unit.to(mean.dtype)
+        logits = _bucket_log_masses(standard, self.borders)
+        return torch.cat([(mean / unit).unsqueeze(-1), torch.log(sd / unit).unsqueeze(-1), logits], -1)
+
+    def spec(self) -> dict:
+        return super().spec() | {"unit": self.unit.item()}
+
+
+# exp(±30) spans 1e-13..1e13 units of scale: never reached by a trained network, but it keeps
+# an untrained or diverging one from overflowing to inf/0.
+_MAX_LOG_SCALE = 30.0
+
+# The standardised residual's borders: quantiles of N(0, SPREAD^2), so the bars reach ±5.3 sd
+# at 128 buckets and a Gaussian predictive's floor is 2e-4 nats (docs/results.md §10).
+SPREAD = 2.0
+
+
+def standard_borders(n_buckets: int) -> torch.Tensor:
+    """Borders of the standardised residual: quantiles of N(0, SPREAD^2) at the levels of
+    :func:`prior_borders` (interior i/n, outer 1/(2n) and 1 - 1/(2n)), exactly symmetric."""
+    if n_buckets < 2:
+        raise ValueError(f"n_buckets must be >= 2, got {n_buckets}")
+    levels = torch.arange(n_buckets + 1, dtype=torch.float64) / n_buckets
+    levels[0], levels[-1] = 1 / (2 * n_buckets), 1 - 1 / (2 * n_buckets)
+    quantiles = SPREAD * torch.special.ndtri(levels)
+    return (quantiles - quantiles.flip(0)) / 2  # the mirror images average to exact symmetry
+
+
+def prior_scale(noise_var: float, prior: Prior, seed: int = 0, n_samples: int = 1 << 21) -> float:
+    """The sd of the prior predictive of y, by Monte Carlo as in :func:`prior_borders`."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_samples, prior.dim))
+    w = prior.draw_rows(rng, n_samples).numpy()
+    y = np.einsum("nd,nd->n", x, w) + math.sqrt(noise_var) * rng.standard_normal(n_samples)
+    return float(np.sqrt(np.mean(y**2)))  # y is symmetric about 0
+
+
+def build_head(kind: str, n_buckets: int, noise_var: float, prior: Prior, seed: int = 0) -> BarDistribution:
+    """A run's output head: ``bar`` on the prior's quantile borders, or ``location_scale``."""
+    if kind == "bar":
+        return BarDistribution(prior_borders(n_buckets, noise_var, prior, seed=seed))
+    if kind == "location_scale":
+        return LocationScaleBar(standard_borders(n_buckets), prior_scale(noise_var, prior, seed=seed))
+    raise ValueError(f"unknown head {kind!r} (known: {', '.join(HEADS)})")
+
+
+def from_spec(spec: dict) -> BarDistribution:
+    """The head a checkpoint stored (:meth:`BarDistribution.spec`); a spec without ``head`` is a
+    bar distribution, as every checkpoint written before there was a choice."""
+    kind = spec.get("head", "bar")
+    if kind == "bar":
+        return BarDistribution(spec["borders"])
+    if kind == "location_scale":
+        return LocationScaleBar(spec["borders"], spec["unit"])
+    raise ValueError(f"unknown head {kind!r} (known: {', '.join(HEADS)})")
+
+
+def _bucket_log_masses(exact, borders: torch.Tensor) -> torch.Tensor:
+    """log of ``exact``'s mass in each bucket of ``borders`` (outer buckets to ±inf): (..., n)."""
+    cdf = exact.cdf_grid(borders.double()[1:-1])
+    edges = torch.cat([torch.zeros_like(cdf[..., :1]), cdf, torch.ones_like(cdf[..., :1])], -1)
+    return torch.log(edges.diff(dim=-1).clamp_min(1e-300))
 
 
 def _normal_lower_tail(z: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,13 @@
-"""Checkpoints: weights, model config, bucket borders and step, loadable weights-only."""
+"""Checkpoints: weights, model config, output head (its borders), step and run, loadable weights-only.
+
+A checkpoint written before the head was a choice stores only ``borders``: it loads as a bar head."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from .buckets import BarDistribution
+from .buckets import BarDistribution, from_spec
 from .io import ArtifactError, load_torch, save_torch
 from .model import PFN, ModelConfig
 
@@ -25,7 +27,7 @@ def checkpoint_payload(model: PFN, bar: BarDistribution, run, step: int) -> dict
     return {
         "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "model_config": model.config.to_dict(),
-        "borders": bar.borders.cpu(),
+        **bar.spec(),
         "step": step,
         "run": run.to_dict(),
     }
@@ -60,7 +62,7 @@ def load_checkpoint(
     if missing:
         raise ArtifactError(f"{path}: not a checkpoint, missing {missing}")
     try:
-        config = ModelConfig(**state["model_config"])
+        config = ModelConfig.from_dict(state["model_config"])
     except (TypeError, ValueError) as err:
         raise ArtifactError(f"{path}: invalid model config ({err})") from err
     if expect is not None and config != expect:
@@ -72,8 +74,14 @@ def load_checkpoint(
         model.load_state_dict(state["model_state"])
     except RuntimeError as err:
         raise ArtifactError(f"{path}: weights do not match the model config ({err})") from err
-    bar = BarDistribution(state["borders"])
-    if bar.n_buckets != config.n_buckets:
-        raise ArtifactError(f"{path}: {bar.n_buckets} buckets in the borders, {config.n_buckets} in the model")
+    try:
+        bar = from_spec(state)
+    except (KeyError, ValueError) as err:
+        raise ArtifactError(f"{path}: invalid output head ({err!r})") from err
+    if bar.kind != config.head or bar.n_outputs != config.n_outputs:
+        raise ArtifactError(
+            f"{path}: a {bar.kind} head of {bar.n_buckets} buckets, but the model has a {config.head} head of "
+            f"{config.n_buckets}"
+        )
     model.to(device).eval()
     return Checkpoint(model=model, bar=bar.to(device), step=int(state["step"]), run=state["run"])

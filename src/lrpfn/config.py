@@ -68,6 +68,7 @@ class ModelConfig:
     n_heads: int
     d_mlp: int
     qk_init_std: float = _default("model", "qk_init_std")  # initial std of query/key weights (others 0.02)
+    head: str = _default("model", "head")  # output head: "bar" or "location_scale" (lrpfn.buckets)
 
     def __post_init__(self):
         check_section("model", {k: v for k, v in asdict(self).items() if k != "dim"})
@@ -75,8 +76,21 @@ class ModelConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
 
+    @property
+    def n_outputs(self) -> int:
+        """Outputs per prediction: the bucket logits, and a location and a log-scale before them."""
+        return self.n_buckets + (2 if self.head == "location_scale" else 0)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if self.head == "bar":
+            del out["head"]  # the bar head leaves the identity of runs from before the choice as it was
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        """A stored model config; one without ``head`` is from before the choice: a bar head."""
+        return cls(**{"head": "bar"} | dict(data))
 
 
 @dataclass(frozen=True)
@@ -174,6 +188,7 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         out = asdict(self)
+        out["model"] = self.model.to_dict()
         out["pool_size"] = str(self.pool_size)  # 'inf' survives JSON and weights-only loading
         if self.prior.is_default:
             del out["prior"]  # the default prior leaves the identity of earlier runs as it was
@@ -185,7 +200,7 @@ class RunConfig:
     def from_dict(cls, data: dict) -> RunConfig:
         data = dict(data)
         data["pool_size"] = float(data["pool_size"])
-        data["model"] = ModelConfig(**data["model"])
+        data["model"] = ModelConfig.from_dict(data["model"])
         data["train"] = TrainConfig(**data["train"])
         data["prior"] = PriorConfig.from_dict(data.get("prior"))
         return cls(**data)

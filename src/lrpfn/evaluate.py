@@ -13,9 +13,9 @@ A role without a predictor (``dmmse`` on the true prior) has NaN columns, so tab
 their columns whatever the run; a predictor serving two roles is computed once.
 
 Beside them the head's floor (``mse_floor``, ``nll_floor``; :func:`lrpfn.predictive.head_floor`):
-the true prior's exact predictive (role ``bayes``) turned into its KL-best bar distribution on
-the run's own buckets, scored like the model. Its MSE is where an NLL-trained PFN with this head
-is headed, not a bound.
+the true prior's exact predictive (role ``bayes``) turned into its KL-best approximation by
+the run's own head (:meth:`lrpfn.buckets.BarDistribution.fit`), scored like the model. Its MSE
+is where an NLL-trained PFN with this head is headed, not a bound.
 """
 
 from __future__ import annotations

@@ -140,7 +140,9 @@ class Block(nn.Module):
 
 
 class PFN(nn.Module):
-    """Autoregressive PFN: (x, y) -> bucket logits of every y_i given the pairs before i."""
+    """Autoregressive PFN: (x, y) -> the output head's parameters (bucket logits, and for a
+    location-scale head a location and log-scale before them) of every y_i given the pairs
+    before i; :mod:`lrpfn.buckets` reads them as a distribution."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -150,7 +152,7 @@ class PFN(nn.Module):
         self.embed_role = nn.Embedding(2, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_final = nn.LayerNorm(config.d_model)
-        self.head = nn.Linear(config.d_model, config.n_buckets)
+        self.head = nn.Linear(config.d_model, config.n_outputs)
         self._mask_cache: dict[tuple, torch.Tensor] = {}
         self.apply(self._init_weights)
         # GPT-2 style: residual projections scaled down with depth; zero head = uniform start.
@@ -188,7 +190,7 @@ class PFN(nn.Module):
         return self._mask_cache[key]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """x (B, K, D), y (B, K) -> logits (B, K, n_buckets); logits[:, i] predicts y_i."""
+        """x (B, K, D), y (B, K) -> outputs (B, K, n_outputs); outputs[:, i] predict y_i."""
         k = x.shape[1]
         ex, role = self.embed_x(x), self.embed_role.weight
         h = torch.cat([ex + self.embed_y(y.unsqueeze(-1)) + role[PAIR], ex + role[QUERY]], dim=1)  # (B, 2K, d_model)
@@ -207,7 +209,7 @@ class PFN(nn.Module):
     def step(self, cache: KVCache, x_query: torch.Tensor | None = None, x_pair=None, y_pair=None):
         """Predict at new queries and/or append new pairs to ``cache``.
 
-        ``x_query`` (B, Q, D): logits (B, Q, n_buckets) of y at each query given the cached
+        ``x_query`` (B, Q, D): outputs (B, Q, n_outputs) for y at each query given the cached
         pairs (queries see neither each other nor the pairs appended in the same call).
         ``x_pair`` (B, P, D), ``y_pair`` (B, P): pairs appended to the cache, in order.
         Returns the query logits, or None without queries.

@@ -2,12 +2,13 @@
 
 A *prompt* is the first L pairs of an evaluation sequence and the query x at position L of
 the same sequence (so the query is drawn once, with the evaluation set's seed). At a prompt
-the PFN's predictive is its bar distribution (:class:`lrpfn.buckets.BarDistribution`); an
+the PFN's predictive is its output head's distribution (:mod:`lrpfn.buckets`); an
 exact predictor's (:meth:`lrpfn.exact.ExactPredictor.prompt_predictive`) is, for those of
 this package, a Gaussian mixture over y: one component under a Gaussian prior (ridge), one
 per pool task (dMMSE), one per prior component under a Gaussian-mixture prior.
 :func:`kl_divergence` integrates ``KL(exact || PFN)`` numerically: Gauss-Legendre nodes on
-pieces split at every bucket border, where the bar density has its kinks, and no wider than
+pieces split at every bucket border in y (the head's ``kinks``), where the PFN's density has
+its kinks, and no wider than
 half the exact density's resolution (its narrowest component's sd), so both integrands are
 smooth on each piece.
 
@@ -34,51 +35,45 @@ from .tasks import Batch
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
 
 
-def quadrature(bar: BarDistribution, exact: NormalMixture) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nodes and weights for integrals against ``exact`` over its span, split at the bucket
-    borders and into pieces no wider than half its resolution (the narrowest component's sd)."""
+def quadrature(exact: NormalMixture, kinks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes and weights for integrals against ``exact`` over its span, split at ``kinks`` (the
+    PFN's bucket borders in y, any shape) and into pieces no wider than half its resolution
+    (the narrowest component's sd)."""
     lo, hi = exact.span()
     step = 0.5 * exact.resolution
-    borders = bar.borders.double().numpy()
+    kinks = kinks.double().cpu().numpy().ravel()
     grid = np.linspace(lo, hi, max(2, math.ceil((hi - lo) / step) + 1))
-    edges = np.unique(np.concatenate([grid, borders[(borders > lo) & (borders < hi)]]))
+    edges = np.unique(np.concatenate([grid, kinks[(kinks > lo) & (kinks < hi)]]))
     left, width = edges[:-1, None], np.diff(edges)[:, None]
     nodes = left + width * (_NODES + 1) / 2
     weights = width * _WEIGHTS / 2
     return torch.from_numpy(nodes.ravel()), torch.from_numpy(weights.ravel())
 
 
-def kl_divergence(exact: NormalMixture, bar: BarDistribution, logits: torch.Tensor) -> float:
-    """``KL(exact || bar(logits))`` in nats, by quadrature (see the module doc)."""
-    nodes, weights = quadrature(bar, exact)
-    return _kl(nodes, weights, exact.log_density(nodes), bar, logits)
+def kl_divergence(exact: NormalMixture, bar: BarDistribution, outputs: torch.Tensor) -> float:
+    """``KL(exact || PFN)`` in nats for one prediction's ``outputs`` of the head ``bar``, by
+    quadrature (see the module doc)."""
+    nodes, weights = quadrature(exact, bar.kinks(outputs.double()))
+    return _kl(nodes, weights, exact.log_density(nodes), bar, outputs)
 
 
-def _kl(nodes: torch.Tensor, weights: torch.Tensor, log_p: torch.Tensor, bar: BarDistribution, logits) -> float:
-    """The quadrature of ``KL(exact || bar(logits))`` given the exact log density at its nodes."""
-    log_q = bar.log_prob(logits.double(), nodes)
+def _kl(nodes: torch.Tensor, weights: torch.Tensor, log_p: torch.Tensor, bar: BarDistribution, outputs) -> float:
+    """The quadrature of ``KL(exact || bar(outputs))`` given the exact log density at its nodes."""
+    log_q = bar.log_prob(outputs.double(), nodes)
     return (weights * log_p.exp() * (log_p - log_q)).sum().item()
-
-
-def discretised_logits(exact: NormalMixture, bar: BarDistribution) -> torch.Tensor:
-    """The bar distribution closest to ``exact`` in KL: each bucket gets ``exact``'s mass in it.
-    Logits (..., n_buckets) for a batch of exact predictives (..., C components)."""
-    cdf = exact.cdf_grid(bar.borders.double()[1:-1])
-    edges = torch.cat([torch.zeros_like(cdf[..., :1]), cdf, torch.ones_like(cdf[..., :1])], -1)
-    return torch.log(edges.diff(dim=-1).clamp_min(1e-300))
 
 
 def head_floor(bar: BarDistribution, predictor: ExactPredictor, x: torch.Tensor, y: torch.Tensor):
     """The head's floor at every position of sequences x (B, K, D), y (B, K): the predictive
-    mean and the NLL of the observed y under the KL-best bar approximation of ``predictor``'s
-    exact predictive (:func:`discretised_logits`) — where a PFN trained to the NLL optimum with
-    this head is headed. Two (B, K) float64 tensors."""
+    mean and the NLL of the observed y under the head's KL-best approximation of
+    ``predictor``'s exact predictive (:meth:`lrpfn.buckets.BarDistribution.fit`) — where a PFN
+    trained to the NLL optimum with this head is headed. Two (B, K) float64 tensors."""
     x, y = x.double(), y.double()
     state = predictor.start(x.shape[0], x.device)
     mean, nll = torch.empty_like(y), torch.empty_like(y)
     for i in range(x.shape[1]):
-        logits = discretised_logits(state.predictive(x[:, i]), bar)
-        mean[:, i], nll[:, i] = bar.mean(logits), -bar.log_prob(logits, y[:, i])
+        outputs = bar.fit(state.predictive(x[:, i]))
+        mean[:, i], nll[:, i] = bar.mean(outputs), -bar.log_prob(outputs, y[:, i])
         state.observe(x[:, i], y[:, i])
     return mean, nll
 
@@ -116,7 +111,7 @@ def exact_predictives(prompt: Prompt, predictors: dict[str, ExactPredictor | Non
 
 @torch.no_grad()
 def prompt_logits(model: PFN, prompt: Prompt) -> torch.Tensor:
-    """The PFN's bucket logits for y at the prompt's query, (n_buckets,)."""
+    """The PFN's outputs for y at the prompt's query, (n_outputs,)."""
     x = torch.cat([prompt.x, prompt.query.unsqueeze(0)]).unsqueeze(0)
     y = torch.cat([prompt.y, torch.zeros(1, dtype=prompt.y.dtype)]).unsqueeze(0)  # the query's y is never read
     return model(x.float(), y.float())[0, -1]
@@ -138,20 +133,22 @@ def compare(
     all_prompts: list[Prompt],
     predictors: dict[str, ExactPredictor | None],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per prompt and checkpoint (``models``: step -> PFN of one run, sharing ``bar``): the KL
+    """Per prompt and checkpoint (``models``: step -> PFN of one run, sharing the head ``bar``): the KL
     divergence from each exact predictive (by role, :func:`lrpfn.exact.references`, or any
     predictors) to the PFN's and the moments of each; and the densities of all of them on one
     grid per prompt (for the figure). A role without a predictor has NaN columns. The exact
-    side — the predictives, their quadrature nodes and densities — is computed once per prompt."""
+    side — the predictives, their quadrature nodes (split at every checkpoint's kinks) and
+    densities — is computed once per prompt."""
     rows, curves = [], []
     for prompt in all_prompts:
         key = {"tasks": prompt.tasks, "sequence": prompt.sequence, "prompt_length": prompt.length}
         exact = exact_predictives(prompt, predictors)
+        logits = {step: prompt_logits(model.eval(), prompt).double() for step, model in models.items()}
+        kinks = torch.stack([bar.kinks(step_logits) for step_logits in logits.values()])
         on_nodes = {}
         for name, mixture in exact.items():
-            nodes, weights = quadrature(bar, mixture)
+            nodes, weights = quadrature(mixture, kinks)
             on_nodes[name] = (nodes, weights, mixture.log_density(nodes))
-        logits = {step: prompt_logits(model.eval(), prompt).double() for step, model in models.items()}
         grid = density_grid(bar, list(logits.values()), list(exact.values()))
         exact_density = {name: m.log_density(grid).exp().numpy() for name, m in exact.items()}
         for step, step_logits in logits.items():

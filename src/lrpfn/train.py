@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import priors
-from .buckets import BarDistribution, prior_borders
+from .buckets import BarDistribution, build_head
 from .checkpoint import checkpoint_payload, save_checkpoint
 from .config import ExecutionConfig, RunConfig, TrainConfig, checkpoint_name, checkpoint_steps
 from .io import load_torch, save_torch, write_parquet
@@ -104,12 +104,12 @@ def training_batch(run: RunConfig, step: int, tasks: priors.Prior, generator: to
 
 
 def build(run: RunConfig) -> tuple[PFN, BarDistribution]:
-    """The run's initial model (seeded from ``run.seed``) and its bar distribution."""
+    """The run's initial model (seeded from ``run.seed``) and its output head."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.seed)
         model = PFN(run.model)
     prior = priors.build(run.prior, run.dim)
-    bar = BarDistribution(prior_borders(run.model.n_buckets, run.noise_var, prior, seed=run.border_seed))
+    bar = build_head(run.model.head, run.model.n_buckets, run.noise_var, prior, seed=run.border_seed)
     return model, bar
 
 

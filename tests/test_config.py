@@ -255,3 +255,52 @@ def test_the_typed_configs_hold_the_schemas_ranges(build, key):
     with pytest.raises(ConfigError, match=rf"^{re.escape(key)}:"):
         build()
     assert ExecutionConfig(device="cuda:1").device == "cuda:1"
+
+
+def test_a_max_length_equal_to_the_context_or_absent_leaves_a_runs_identity_as_it_was(default):
+    base = run_config(filled(default), "16", 0)
+    assert "max_length" not in base.to_dict()["train"] and "length_mix" not in base.to_dict()["train"]
+    assert base.max_length == default["context_length"]
+    same = copy.deepcopy(default)
+    same["train"]["max_length"] = default["context_length"]
+    assert run_config(filled(same), "16", 0) == base
+    longer = copy.deepcopy(default)
+    longer["train"]["max_length"] = 64
+    run = run_config(filled(longer), "16", 0)
+    assert run.to_dict()["train"]["max_length"] == 64 and run.to_dict()["train"]["length_mix"] == "cycle"
+    assert run.max_length == 64 and RunConfig.from_dict(run.to_dict()) == run
+    assert filled(longer)["eval"]["extrapolate_to"] == 128  # twice the longest trained length
+
+
+def test_the_length_mix_keeps_the_tokens_of_every_step():
+    train = TrainConfig(steps=10, batch_size=64, lr=1e-3, warmup=0.0, checkpoints=2, max_length=64)
+    assert train.lengths(16) == [16, 32, 64]
+    shapes = [train.batch_shape(step, 16) for step in range(1, 7)]
+    assert shapes == [(64, 16), (32, 32), (16, 64)] * 2
+    longest = replace(train, length_mix="longest")
+    assert longest.lengths(16) == [64] and longest.batch_shape(5, 16) == (16, 64)
+    assert TrainConfig(steps=10, batch_size=64, lr=1e-3, warmup=0.0, checkpoints=2).batch_shape(3, 16) == (64, 16)
+
+
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        ({"max_length": 8}, "train.max_length: 8 is shorter than context_length=16"),
+        ({"max_length": 48}, "train.max_length: 48 is not context_length=16 times a power of 2"),
+        ({"max_length": 48, "length_mix": "longest"}, "train.batch_size: 64 sequences of 16 pairs do not make"),
+        ({"max_length": 64, "length_mix": "all"}, "train.length_mix: 'all' is not one of"),
+    ],
+)
+def test_bad_max_lengths_are_refused_naming_the_key(default, train, message):
+    default["train"].update(train)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        filled(default)
+
+
+def test_resampled_paths_may_reach_the_longest_trained_length(default):
+    default["train"]["max_length"] = 64
+    default["resample"] = default.get("resample", {}) | {"path_length": 64}
+    assert filled(default)["resample"]["path_length"] == 64
+    default["resample"]["path_length"] = 65
+    with pytest.raises(ConfigError, match="exceed the longest trained length 64"):
+        filled(default)

@@ -83,6 +83,20 @@ def test_training_draws_its_batches_with_the_curriculums_dimensions(tmp_path, mo
     assert seen == [1] * 9 + [2] * 11
 
 
+def test_training_cycles_through_its_lengths_at_equal_tokens(tmp_path, monkeypatch):
+    run = tiny_run(steps=7, pool_size=math.inf, max_length=24)  # context 6: lengths 6, 12, 24 with 16, 8, 4 sequences
+    real_sample, seen = train_module.sample_batch, []
+
+    def recording_sample(*args, **kwargs):
+        batch = real_sample(*args, **kwargs)
+        seen.append(tuple(batch.y.shape))
+        return batch
+
+    monkeypatch.setattr(train_module, "sample_batch", recording_sample)
+    train(run, None, tmp_path, progress=False)
+    assert seen == [(16, 6), (8, 12), (4, 24)] * 2 + [(16, 6)]
+
+
 def test_run_config_roundtrips_through_a_dict():
     spike_slab = PriorConfig.from_dict({"kind": "spike_slab", "p_zero": 0.5, "slab_var": 2.0})
     for pool_size in (8, math.inf):

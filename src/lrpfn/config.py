@@ -107,6 +107,8 @@ class TrainConfig:
     grad_clip: float = _default("train", "grad_clip")  # max global grad norm; 0 disables
     precision: str = _default("train", "precision")  # "float32" or "bfloat16" (autocast; loss in float32)
     curriculum: float = _default("train", "curriculum")  # fraction of steps over which x's active dims grow 1 -> D
+    max_length: int | None = None  # longest trained sequence; None: the context length
+    length_mix: str = _default("train", "length_mix")  # how lengths up to max_length share the steps
 
     def active_dims(self, step: int, dim: int) -> int:
         """Input dimensions in use at optimiser step ``step`` (1-based) of a run with D = ``dim``.
@@ -121,7 +123,34 @@ class TrainConfig:
         return 1 + (dim - 1) * step // span
 
     def __post_init__(self):
-        check_section("train", asdict(self))
+        check_section("train", {k: v for k, v in asdict(self).items() if v is not None})
+
+    def lengths(self, context_length: int) -> list[int]:
+        """The trained sequence lengths, shortest first: the context length alone; with
+        ``max_length``, ``cycle`` doubles from the context length to it and ``longest`` is it alone."""
+        if self.max_length is None:
+            return [context_length]
+        if self.length_mix == "longest":
+            return [self.max_length]
+        lengths = [context_length]
+        while lengths[-1] < self.max_length:
+            lengths.append(2 * lengths[-1])
+        return lengths
+
+    def batch_shape(self, step: int, context_length: int) -> tuple[int, int]:
+        """(sequences, length) of optimiser step ``step`` (1-based): the lengths take the steps in
+        turn, each batch holding the tokens of ``batch_size`` sequences of the context length."""
+        lengths = self.lengths(context_length)
+        length = lengths[(step - 1) % len(lengths)]
+        return self.batch_size * context_length // length, length
+
+    def identity(self) -> dict:
+        """The fields that make a run's identity: without a ``max_length``, a run keeps the
+        identity it had before there was one."""
+        out = asdict(self)
+        if self.max_length is None:
+            del out["max_length"], out["length_mix"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -186,9 +215,33 @@ class RunConfig:
     border_seed: int = 0
     prior: PriorConfig = field(default_factory=lambda: PriorConfig())  # the true task prior
 
+    def __post_init__(self):
+        longest, k = self.train.max_length, self.context_length
+        if longest is None:
+            return
+        if longest < k:
+            raise ValueError(f"train.max_length: {longest} is shorter than context_length={k}")
+        if self.train.length_mix == "cycle" and longest != k * 2 ** round(math.log2(longest / k)):
+            raise ValueError(
+                f"train.max_length: {longest} is not context_length={k} times a power of 2, which the "
+                "cycle of doubling lengths needs (or set train.length_mix: longest)"
+            )
+        for length in self.train.lengths(k):
+            if self.train.batch_size * k % length:
+                raise ValueError(
+                    f"train.batch_size: {self.train.batch_size} sequences of {k} pairs do not make whole "
+                    f"sequences of {length} (train.max_length={longest}) at equal tokens per step"
+                )
+
+    @property
+    def max_length(self) -> int:
+        """The longest trained sequence: positions from it on were never trained on."""
+        return self.train.max_length or self.context_length
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["model"] = self.model.to_dict()
+        out["train"] = self.train.identity()
         out["pool_size"] = str(self.pool_size)  # 'inf' survives JSON and weights-only loading
         if self.prior.is_default:
             del out["prior"]  # the default prior leaves the identity of earlier runs as it was
@@ -343,6 +396,10 @@ def train_config(config: dict, pool_size: str) -> TrainConfig:
     settings = {k: v for k, v in config["train"].items() if k in SCIENCE_KEYS}
     overrides = {format_pool_size(k): v for k, v in config.get("overrides", {}).items()}
     settings.update(overrides.get(format_pool_size(pool_size), {}))
+    if settings.get("max_length") == config["context_length"]:
+        settings["max_length"] = None  # the context length, however it is said: one identity
+    if settings.get("max_length") is None:
+        settings.pop("length_mix", None)
     return TrainConfig(**settings)
 
 
@@ -358,6 +415,11 @@ def run_config(config: dict, pool_size: str, seed: int) -> RunConfig:
         train=train_config(config, pool_size),
         prior=task_prior(config),
     )
+
+
+def trained_length(config: dict) -> int:
+    """The longest trained sequence of an experiment: ``train.max_length``, else the context length."""
+    return config["train"].get("max_length") or config["context_length"]
 
 
 def short_budget_steps(config: dict) -> int | None:
@@ -402,13 +464,14 @@ def complete(config: dict) -> dict:
       at most one less than the path length;
     * ``resample.checkpoints``: the last 4 checkpoints, or all of them when there are fewer;
     * ``resample.plot_dims``: 3, or D when D < 3;
-    * ``eval.extrapolate_to``: twice the trained ``context_length``;
+    * ``eval.extrapolate_to``: twice the longest trained length (``train.max_length``, else
+      ``context_length``);
     * ``predictive.prompt_lengths``: no pair, D pairs, half and all but one of the context.
 
     A value the user set stays, and :func:`check_experiment` judges it.
     """
     k = config["context_length"]
-    config["eval"].setdefault("extrapolate_to", 2 * k)
+    config["eval"].setdefault("extrapolate_to", 2 * trained_length(config))
     lengths = sorted({0, min(config["dim"], k - 1), k // 2, k - 1})
     config.setdefault("predictive", {}).setdefault("prompt_lengths", lengths)
     resample = config["resample"]
@@ -444,11 +507,13 @@ def check_experiment(config: dict) -> None:
             f"train.checkpoints: {train['checkpoints']} checkpoints need at least as many steps "
             f"(train.steps={train['steps']})"
         )
-    resample, context_length = config["resample"], config["context_length"]
-    if resample["path_length"] > context_length and not resample.get("allow_extrapolation", False):
+    resample, context_length, longest = config["resample"], config["context_length"], trained_length(config)
+    if longest < context_length:
+        raise ConfigError(f"train.max_length: {longest} is shorter than context_length={context_length}")
+    if resample["path_length"] > longest and not resample.get("allow_extrapolation", False):
         raise ConfigError(
-            f"resample.path_length: {resample['path_length']} points exceed the trained context_length="
-            f"{context_length}; set resample.allow_extrapolation: true to resample past it"
+            f"resample.path_length: {resample['path_length']} points exceed the longest trained length "
+            f"{longest}; set resample.allow_extrapolation: true to resample past it"
         )
     if resample["n_prefixes"] > 0:
         if resample["prefix_length"] >= resample["path_length"]:
@@ -460,10 +525,10 @@ def check_experiment(config: dict) -> None:
             raise ConfigError(
                 f"resample.prefix_length: {resample['prefix_length']} exceeds context_length={context_length}"
             )
-    if config["eval"]["extrapolate_to"] < context_length:
+    if config["eval"]["extrapolate_to"] < longest:
         raise ConfigError(
-            f"eval.extrapolate_to: {config['eval']['extrapolate_to']} positions are fewer than the trained "
-            f"context_length={context_length}"
+            f"eval.extrapolate_to: {config['eval']['extrapolate_to']} positions are fewer than the longest "
+            f"trained length {longest}"
         )
     predictive = config["predictive"]
     if max(predictive["prompt_lengths"]) >= context_length:

@@ -98,9 +98,11 @@ class Stepper:
 
 def training_batch(run: RunConfig, step: int, tasks: priors.Prior, generator: torch.Generator):
     """The batch of optimiser step ``step`` (1-based), drawn on the CPU from the run's task
-    distribution (:func:`lrpfn.priors.of_run`), with the curriculum's input dimensions at that step."""
+    distribution (:func:`lrpfn.priors.of_run`): its sequences and length from the run's length mix
+    (:meth:`lrpfn.config.TrainConfig.batch_shape`), its input dimensions from the curriculum."""
     active = run.train.active_dims(step, run.dim)
-    return sample_batch(run.train.batch_size, run.context_length, run.noise_var, tasks, generator, active)
+    sequences, length = run.train.batch_shape(step, run.context_length)
+    return sample_batch(sequences, length, run.noise_var, tasks, generator, active)
 
 
 def build(run: RunConfig) -> tuple[PFN, BarDistribution]:

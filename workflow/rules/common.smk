@@ -20,6 +20,7 @@ from lrpfn.config import (
     shared_checkpoint_steps,
     short_run_config,
     task_prior,
+    trained_length,
 )
 
 # The schema's defaults and checks, the defaults that follow the experiment, the checks

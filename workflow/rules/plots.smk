@@ -124,6 +124,7 @@ rule plot_in_context:
     params:
         **PRIOR_PARAMS,
         context_length=config["context_length"],
+        max_length=trained_length(config),
     script:
         "../scripts/plot_in_context.py"
 

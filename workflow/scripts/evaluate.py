@@ -29,8 +29,8 @@ with log_to(snakemake.log[0]):
     for name, path in snakemake.output.items():  # the in-context rule writes positions only
         table = tables[name]
         if getattr(p, "in_context", False):
-            # Its sequences run past the trained context: positions from context_length on were never trained on.
-            table.insert(table.columns.get_loc("position") + 1, "extrapolated", table.position >= run.context_length)
+            # Its sequences run past the trained lengths: positions from max_length on were never trained on.
+            table.insert(table.columns.get_loc("position") + 1, "extrapolated", table.position >= run.max_length)
         table.insert(0, "step", ckpt.step)
         table.insert(0, "seed", int(wc.seed))
         table.insert(0, "pool_size", wc.M)

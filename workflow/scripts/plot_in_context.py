@@ -6,5 +6,6 @@ from lrpfn.plots.sweep import in_context_figure
 
 with log_to(snakemake.log[0]):
     p = snakemake.params
-    fig = in_context_figure(read_parquet(snakemake.input[0]), p.context_length, PriorConfig.from_dict(p.get("prior")))
+    prior = PriorConfig.from_dict(p.get("prior"))
+    fig = in_context_figure(read_parquet(snakemake.input[0]), p.context_length, prior, p.max_length)
     save(fig, snakemake.output.png, snakemake.output.pdf)

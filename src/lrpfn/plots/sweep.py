@@ -111,12 +111,16 @@ def losses_figure(logs: pd.DataFrame, seeds: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def in_context_figure(seeds: pd.DataFrame, context_length: int, prior: PriorConfig) -> plt.Figure:
+def in_context_figure(
+    seeds: pd.DataFrame, context_length: int, prior: PriorConfig, max_length: int | None = None
+) -> plt.Figure:
     """Columns: pool sizes; rows: MSE/D and NLL on T_M and on T_true, against the number of
-    in-context examples, past the trained context length (dotted line). Lines are means over
-    seeds (tables/in_context_seeds): PFN, dMMSE (finite M), ridge and, under a true prior
-    other than N(0, I), its Bayes predictor; dotted grey, the head's floor (the true prior's
-    Bayes predictive on the run's bar distribution)."""
+    in-context examples, past the context length K and the longest trained length
+    (``max_length``, when longer; vertical lines). Lines are means over seeds
+    (tables/in_context_seeds): PFN, dMMSE (finite M), ridge and, under a true prior other than
+    N(0, I), its Bayes predictor; dotted, the head's floor (the true prior's Bayes predictive
+    in the run's head)."""
+    longest = max_length or context_length
     style()
     names = roles.shown(prior) + (["floor"] if "mse_floor" in seeds.columns else [])
     labels = {name: roles.label(name, prior) for name in names}
@@ -135,7 +139,10 @@ def in_context_figure(seeds: pd.DataFrame, context_length: int, prior: PriorConf
                 if values.notna().any():
                     ax.plot(curve.index, values, color=COLORS[name], lw=1.2 if name == "model" else 1,
                             ls={"model": "-", "floor": ":"}.get(name, "--"), label=labels[name])  # fmt: skip
-            ax.axvline(context_length, color="0.4", ls=":", lw=1, label="trained length K")
+            k_label = "context length K" if longest > context_length else "trained length K"
+            ax.axvline(context_length, color="0.4", ls=":", lw=1, label=k_label)
+            if longest > context_length:
+                ax.axvline(longest, color="0.4", ls="-.", lw=1, label="longest trained length")
             if metric == "mse":
                 ax.set_yscale("log")
             if row == 0:
@@ -145,6 +152,11 @@ def in_context_figure(seeds: pd.DataFrame, context_length: int, prior: PriorConf
                 ax.set_ylabel(f"{what}\non {TASKS_TITLE[tasks]}", fontsize=8)
         axes[-1, col].set_xlabel("in-context examples")
     axes[1, 0].legend(fontsize=7)  # the first pool size has all three predictors
-    fig.suptitle("In-context curves: error vs number of examples, continued past the trained context length K (dotted)")
+    past = (
+        "the trained context length K (dotted)"
+        if longest == context_length
+        else "the context length K (dotted) and the longest trained length (dash-dotted)"
+    )
+    fig.suptitle(f"In-context curves: error vs number of examples, continued past {past}")
     fig.tight_layout()
     return fig

@@ -107,9 +107,16 @@ def test_a_bar_head_at_location_zero_and_unit_scale_is_the_bar_distribution(head
     out = torch.cat([torch.zeros(2, dtype=torch.float64), logits])
     bar = BarDistribution(head.borders * UNIT)
     y = torch.linspace(-30, 30, 301, dtype=torch.float64)
-    torch.testing.assert_close(head.log_prob(out, y), bar.log_prob(logits, y), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(head.cdf(out, y), bar.cdf(logits, y), rtol=1e-12, atol=1e-14)
-    assert head.mean(out).item() == pytest.approx(bar.mean(logits).item(), abs=1e-12)
+    shifted = logits + head.base  # the head's logits are offsets from a standard normal's masses
+    torch.testing.assert_close(head.log_prob(out, y), bar.log_prob(shifted, y), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(head.cdf(out, y), bar.cdf(shifted, y), rtol=1e-12, atol=1e-14)
+    assert head.mean(out).item() == pytest.approx(bar.mean(shifted).item(), abs=1e-12)
+
+
+def test_zero_outputs_give_the_prior_scale_and_a_standard_normal_residual(head):
+    out = torch.zeros(N_BUCKETS + 2, dtype=torch.float64)
+    z = head.borders[1:-1]
+    torch.testing.assert_close(head.cdf(out, UNIT * z), torch.special.ndtr(z), rtol=1e-12, atol=1e-15)
 
 
 def test_broadcasts_over_batches_and_values(head):
@@ -167,6 +174,57 @@ def test_the_floor_on_a_two_component_predictive_falls_as_the_square_of_the_buck
             assert floors[0] < 5e-4
         for coarse, fine in itertools.pairwise(floors):
             assert fine / coarse == pytest.approx(0.25, abs=0.02)
+
+
+def test_the_bar_heads_objective_is_its_nll():
+    bar = BarDistribution(prior_borders(16, 0.25, StandardGaussian(2), n_samples=1 << 16))
+    logits, y = torch.randn(5, 16, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    objective, nll = bar.loss(logits, y)
+    assert torch.equal(objective, nll) and torch.equal(nll, -bar.log_prob(logits, y))
+
+
+def test_the_location_scale_objective_reports_the_nll_and_splits_the_gradients(head):
+    """The reported value is the head's NLL; the logits get the NLL's gradient, location and
+    log-scale the Gaussian NLL's (whose minimiser is the predictive's mean and sd)."""
+    out = torch.stack([outputs_at(loc, scale, seed=i) for i, (loc, scale) in enumerate(GRID)]).requires_grad_()
+    y = torch.tensor([loc + 0.7 * scale for loc, scale in GRID], dtype=torch.float64)
+    objective, nll = head.loss(out, y)
+    torch.testing.assert_close(nll, -head.log_prob(out, y), rtol=1e-14, atol=1e-14)
+    (grad,) = torch.autograd.grad(objective.sum(), out)
+    (nll_grad,) = torch.autograd.grad(-head.log_prob(out, y).sum(), out)
+    torch.testing.assert_close(grad[:, 2:], nll_grad[:, 2:], rtol=1e-12, atol=1e-14)
+    # Gaussian NLL with loc = u o_0, scale = u exp(o_1), r = (y - loc) / scale = 0.7:
+    # d/do_0 = -u r / scale, d/do_1 = 1 - r^2.
+    scales = torch.tensor([scale for _, scale in GRID], dtype=torch.float64)
+    torch.testing.assert_close(grad[:, 0], -UNIT * 0.7 / scales, rtol=1e-10, atol=0)
+    torch.testing.assert_close(grad[:, 1], torch.full_like(scales, 1 - 0.49), rtol=1e-10, atol=0)
+
+
+def test_the_objectives_optimum_is_the_fit_of_the_empirical_distribution():
+    """Minimising the mean objective over one output vector on a fixed sample (from a
+    two-component mixture) gives location and scale at the sample's mean and sd (ddof 0) and
+    bars at the standardised sample's bucket frequencies: the head's fit, where training heads."""
+    head = LocationScaleBar(standard_borders(12), UNIT)
+    g = torch.Generator().manual_seed(4)
+    y = torch.where(torch.rand(4000, generator=g) < 0.3, 1.0, 3.0) + 0.5 * torch.randn(4000, generator=g)
+    y = y.double()
+    out = torch.zeros(14, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([out], max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-15)
+
+    def closure():
+        optimiser.zero_grad()
+        loss = head.loss(out.expand(len(y), -1), y)[0].mean()
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        optimiser.step(closure)
+    loc, scale, logits = (v.detach() for v in head.split(out))
+    assert loc.item() == pytest.approx(y.mean().item(), abs=1e-7)
+    assert scale.item() == pytest.approx(y.std(correction=0).item(), rel=1e-7)
+    z = (y - loc) / scale
+    counts = torch.bincount(torch.bucketize(z, head.borders[1:-1], right=True), minlength=12)
+    torch.testing.assert_close(torch.softmax(logits, -1), counts.double() / len(y), rtol=0, atol=1e-6)
 
 
 def test_fit_is_batched():

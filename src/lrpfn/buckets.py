@@ -39,6 +39,7 @@ _HALF_NORMAL_MEDIAN = 0.6744897501960817
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _LOG_2 = math.log(2)
 _LOG_2_OVER_SQRT_2PI = math.log(2 / math.sqrt(2 * math.pi))
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def prior_borders(
@@ -103,6 +104,11 @@ class BarDistribution(torch.nn.Module):
         :class:`lrpfn.bayes.NormalMixture`, (...) mixtures); returns logits (..., n_buckets).
         """
         return _bucket_log_masses(exact, self.borders)
+
+    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training objective per prediction and the NLL it reports: here both the NLL."""
+        nll = -self.log_prob(outputs, y)
+        return nll, nll
 
     def spec(self) -> dict:
         """What a checkpoint stores to rebuild the head (:func:`from_spec`)."""
@@ -272,10 +278,12 @@ class LocationScaleBar(BarDistribution):
     """Bars on the standardised residual of a location and a scale the network predicts.
 
     Outputs (..., n + 2): ``loc = unit * o_0``, ``scale = unit * exp(o_1)`` and n logits of a
-    :class:`BarDistribution` over ``z = (y - loc) / scale`` on standardised ``borders``; the
-    density of y is ``p_bar(z) / scale``. ``unit`` (the prior predictive sd of y) sets the
-    start: zero outputs give loc 0, scale ``unit``. Every method is the bar's, transformed
-    exactly: a location-scale map keeps full support, the tails and every closed form.
+    :class:`BarDistribution` over ``z = (y - loc) / scale`` on standardised ``borders``, as
+    offsets from the log-masses of N(0, 1) in its buckets; the density of y is
+    ``p_bar(z) / scale``. ``unit`` (the prior predictive sd of y) sets the start: zero outputs
+    give loc 0, scale ``unit`` and a residual that is standard normal up to the bars. Every
+    method is the bar's, transformed exactly: a location-scale map keeps full support, the
+    tails and every closed form. Training uses :meth:`loss`, not the NLL alone.
     """
 
     kind = "location_scale"
@@ -285,6 +293,11 @@ class LocationScaleBar(BarDistribution):
         if not (math.isfinite(unit) and unit > 0):
             raise ValueError(f"unit must be a positive number, got {unit}")
         self.register_buffer("unit", torch.tensor(float(unit), dtype=torch.float64))
+        # The logits are offsets from a standard normal's bucket masses: zero outputs give a
+        # Gaussian residual, so the head starts as N(0, unit^2) and the bars learn corrections.
+        edges = torch.special.ndtr(self.borders[1:-1])
+        masses = torch.cat([edges[:1], edges.diff(), 1 - edges[-1:]])
+        self.register_buffer("base", torch.log(masses))
 
     @property
     def n_outputs(self) -> int:
@@ -296,7 +309,7 @@ class LocationScaleBar(BarDistribution):
             raise ValueError(f"expected {self.n_outputs} outputs per prediction, got {outputs.shape[-1]}")
         unit = self.unit.to(outputs.dtype)
         log_scale = outputs[..., 1].clamp(-_MAX_LOG_SCALE, _MAX_LOG_SCALE)
-        return unit * outputs[..., 0], unit * torch.exp(log_scale), outputs[..., 2:]
+        return unit * outputs[..., 0], unit * torch.exp(log_scale), outputs[..., 2:] + self.base.to(outputs.dtype)
 
     def _standardise(self, outputs: torch.Tensor, y: torch.Tensor):
         loc, scale, logits = self.split(outputs)
@@ -349,8 +362,26 @@ class LocationScaleBar(BarDistribution):
             variances=exact.variances / sd.unsqueeze(-1) ** 2,
         )
         unit = self.unit.to(mean.dtype)
-        logits = _bucket_log_masses(standard, self.borders)
+        logits = _bucket_log_masses(standard, self.borders) - self.base
         return torch.cat([(mean / unit).unsqueeze(-1), torch.log(sd / unit).unsqueeze(-1), logits], -1)
+
+    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training objective per prediction, and the NLL it reports.
+
+        The bar density is flat inside each bucket, so its NLL has no gradient in the location
+        and scale except through the tails: trained on the NLL alone, they barely move. The
+        objective splits the work instead. The bars take the NLL's gradient with location and
+        scale held fixed; location and scale take the gradient of a Gaussian NLL, whose
+        minimiser for any predictive is its mean and sd. At the optimum the head is therefore
+        :meth:`fit` of the true predictive — location and scale at its mean and sd, bars
+        KL-best on the standardised scale — the floor the evaluation reports.
+        """
+        loc, scale, logits = self.split(outputs)
+        y = torch.as_tensor(y, dtype=outputs.dtype, device=outputs.device)
+        fixed_loc, fixed_scale = loc.detach(), scale.detach()
+        nll = torch.log(fixed_scale) - BarDistribution.log_prob(self, logits, (y - fixed_loc) / fixed_scale)
+        gaussian = torch.log(scale) + 0.5 * ((y - loc) / scale) ** 2 + _HALF_LOG_2PI
+        return nll + gaussian, nll
 
     def spec(self) -> dict:
         return super().spec() | {"unit": self.unit.item()}

@@ -63,7 +63,8 @@ def make_optimizer(model: PFN, config: TrainConfig) -> torch.optim.Optimizer:
 
 class Stepper:
     """One optimiser step of a PFN on a batch: forward (optionally compiled and in bf16
-    autocast), bar-distribution NLL in float32, backward, clipping, AdamW.
+    autocast), the head's objective in float32 (:meth:`lrpfn.buckets.BarDistribution.loss`),
+    backward, clipping, AdamW. Returns the NLL, the loss that is logged.
 
     The returned loss stays on the device: reading it (``.item()``) waits for the device,
     so the training loop collects losses and reads them in blocks.
@@ -87,13 +88,13 @@ class Stepper:
             group["lr"] = lr
         with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.autocast):
             logits = self.forward(batch.x, batch.y)
-        loss = -self.bar.log_prob(logits.float(), batch.y).mean()
+        objective, nll = self.bar.loss(logits.float(), batch.y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.mean().backward()
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        return loss.detach()
+        return nll.mean().detach()
 
 
 def training_batch(run: RunConfig, step: int, tasks: priors.Prior, generator: torch.Generator):

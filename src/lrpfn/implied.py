@@ -24,7 +24,7 @@ from .buckets import BarDistribution
 from .compare import against_samples, nearest_atom_distance
 from .exact import ExactPredictor
 from .model import PFN
-from .resample import Resampled, draw_inputs, resample_exact, resample_model
+from .resample import Resampled, draw_inputs, resample_by_task, resample_model
 from .roles import EXACT
 from .sweep import at_final_step, pool_size_value
 from .tasks import Batch, read_eval_set, w_columns
@@ -98,7 +98,10 @@ def reference_samples(
     seed: int,
 ) -> pd.DataFrame:
     """The same procedure with exact predictors (keyed by role, :func:`lrpfn.exact.distinct`),
-    along the PFN's inputs; each :data:`REPLICAS` times (``replica`` 0, 1, ...: other y draws),
+    along the PFN's inputs, one task per path from the posterior given the prefix
+    (:func:`lrpfn.resample.resample_by_task`: in distribution the step-by-step resampler, at a
+    cost that does not grow with the pool per step); each :data:`REPLICAS` times (``replica``
+    0, 1, ...: other y draws),
     so that the distance between two exact resamplers — the sampling floor — and its spread
     are known."""
     frames = []
@@ -106,7 +109,7 @@ def reference_samples(
         for replica in range(REPLICAS):
             for target in all_targets:
                 inputs, generator = _streams(target, n_paths, path_length, dim, seed, replica)
-                result = resample_exact(predictor, inputs, target.x, target.y, generator)
+                result = resample_by_task(predictor, inputs, target.x, target.y, generator)
                 frames.append(sample_frame(target, result).assign(reference=reference, replica=replica))
     table = pd.concat(frames, ignore_index=True)
     return table[[*REFERENCE_KEYS, *(c for c in table.columns if c not in REFERENCE_KEYS)]]

@@ -19,7 +19,11 @@ interface:
 * :func:`resample_reencode` — the PFN re-encoding the whole context every step (slow,
   obvious; kept for tests and the benchmark); it consumes ``generator`` as the cached one;
 * :func:`resample_exact` — any exact predictor (:class:`lrpfn.exact.ExactPredictor`): what
-  a perfect model would produce.
+  a perfect model would produce, step by step;
+* :func:`resample_by_task` — the same distribution of paths in one draw per path: an exact
+  Bayes predictor is exchangeable, so sampling its predictive step by step is sampling a task
+  from its posterior given the prefix and then every y of the path from that task (de Finetti).
+  Its cost does not grow with the pool or the mixture per step: the exact references use it.
 """
 
 from __future__ import annotations
@@ -153,4 +157,40 @@ def resample_exact(
         y_new = state.predictive(x_new).sample(generator)
         state.observe(x_new, y_new)
         xs[:, n + t], ys[:, n + t] = x_new, y_new
+    return Resampled(w_hat=least_squares(xs, ys), x=xs, y=ys)
+
+
+@torch.no_grad()
+def resample_by_task(
+    predictor: ExactPredictor,
+    inputs: torch.Tensor,
+    prefix_x: torch.Tensor | None = None,
+    prefix_y: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Resampled:
+    """Exact predictive resampling along ``inputs`` (B, N, D), one task per path: w from the
+    predictor's posterior given the prefix (:meth:`lrpfn.exact.ExactPredictor.posterior`, a
+    Gaussian mixture over w: a component by its weight, then its Gaussian; a pool's components
+    have zero covariance), then ``y_t = w·x_t + noise`` at every step. The paths have the
+    distribution of :func:`resample_exact`'s; the random numbers differ."""
+    n_paths, n_steps, dim = inputs.shape
+    device = generator.device if generator is not None else torch.device("cpu")
+    dtype = torch.float64
+    inputs = inputs.to(device=device, dtype=dtype)
+    px, py = _prefix(prefix_x, prefix_y, 1, dim, device, dtype)
+    log_weights, means, covs = (v[0].to(device) for v in predictor.posterior(px, py))
+    # A component per path by the inverse cdf of the weights, then w = mean + cov^(1/2) z; the
+    # symmetric square root serves singular covariances (a pool's zeros, a spike's zero rows).
+    cdf = torch.cumsum(torch.softmax(log_weights, -1), -1)
+    pick = torch.rand(n_paths, 1, generator=generator, device=device, dtype=dtype)
+    component = torch.searchsorted(cdf.expand(n_paths, -1).contiguous(), pick * cdf[-1], right=True)
+    component = component.squeeze(-1).clamp(max=len(cdf) - 1)
+    values, vectors = torch.linalg.eigh(covs)
+    roots = vectors * values.clamp_min(0).sqrt().unsqueeze(-2)
+    z = torch.randn(n_paths, dim, generator=generator, device=device, dtype=dtype)
+    w = means[component] + (roots[component] @ z.unsqueeze(-1)).squeeze(-1)
+    noise = torch.randn(n_paths, n_steps, generator=generator, device=device, dtype=dtype)
+    y_new = (inputs @ w.unsqueeze(-1)).squeeze(-1) + predictor.noise_var**0.5 * noise
+    xs = torch.cat([px.expand(n_paths, -1, -1), inputs], 1)
+    ys = torch.cat([py.expand(n_paths, -1), y_new], 1)
     return Resampled(w_hat=least_squares(xs, ys), x=xs, y=ys)

@@ -48,15 +48,18 @@ def test_targets_and_statistics_of_the_exact_sampler_against_itself():
     # Under N(0, I) ridge is the true prior's Bayes predictor: one Gaussian reference, 'bayes'.
     predictors = distinct(references(StandardGaussian(2), Pool(pool), 0.25))
     assert list(predictors) == ["bayes", "dmmse"]
-    ref = reference_samples(predictors, 2, all_targets, 500, 8, seed=3)
-    assert ref.groupby(["reference", "replica"]).size().to_dict() == {
-        (p, r): 500 * 5 for p in ("bayes", "dmmse") for r in range(REPLICAS)
+    ref = reference_samples(predictors, 2, all_targets, 500, [8, 12], seed=3)
+    assert ref.groupby(["reference", "replica", "path_length"]).size().to_dict() == {
+        (p, r, n): 500 * 5 for p in ("bayes", "dmmse") for r in range(REPLICAS) for n in (8, 12)
     }
-    # An exact pool-prior sampler stands in for a model at step 100: replica 1 itself.
-    on_dmmse = (ref.reference == "dmmse") & (ref.replica == 1)
+    # An exact pool-prior sampler stands in for a model at step 100: replica 1 itself, with
+    # 8-point paths; it is held against the references of its own path length only.
+    on_dmmse = (ref.reference == "dmmse") & (ref.replica == 1) & (ref.path_length == 8)
     other = ref[on_dmmse].drop(columns=["reference", "replica"]).assign(step=100)
     table = statistics(other, ref, all_targets, pool)
     assert len(table) == len(all_targets) * 2 * 2  # targets x references x dims
+    assert (table.path_length == 8).all()
+    ref = ref[ref.path_length == 8]
     pool_ref, gauss_ref = table[table.reference == "dmmse"], table[table.reference == "bayes"]
 
     # Against its own prior's reference it is one of the floor's replicas ...
@@ -104,7 +107,7 @@ def test_an_exact_resampler_in_the_models_place_sits_within_the_floor_and_a_wron
     all_targets = [Target("prior", "", -1, None, None), Target("posterior", "true", 0, batch.x[0, :3], batch.y[0, :3])]
     predictors = distinct(references(StandardGaussian(2), None, noise_var))
     assert list(predictors) == ["bayes"]
-    ref = reference_samples(predictors, 2, all_targets, n_paths, path_length, seed)
+    ref = reference_samples(predictors, 2, all_targets, n_paths, [path_length], seed)
     exact, wrong = [], []
     for target in all_targets:
         n = 0 if target.x is None else target.x.shape[0]
@@ -117,7 +120,7 @@ def test_an_exact_resampler_in_the_models_place_sits_within_the_floor_and_a_wron
         wrong.append(sample_frame(target, bad))
     z = {}
     for name, frames in (("exact", exact), ("wrong", wrong)):
-        table = statistics(pd.concat(frames).assign(step=1), ref, all_targets, None)
+        table = statistics(pd.concat(frames).assign(step=1, path_length=path_length), ref, all_targets, None)
         z[name] = ((table.energy - table.floor_energy) / table.floor_energy_sd).to_numpy()
     assert (np.abs(z["exact"]) < 4).all() and abs(z["exact"].mean()) < 1.5, z["exact"]
     assert (z["wrong"] > 2).all() and z["wrong"].mean() > 5, z["wrong"]

@@ -53,10 +53,11 @@ def test_unset_keys_take_the_schemas_defaults_and_so_do_the_dataclasses(default)
         stripped["train"].pop(key, None)
     config = filled(stripped)
     assert config["train"]["device"] == "auto" == ExecutionConfig().device
+    # The keys without a schema default (max_length, where the config sets it).
     required = {
         f.name: config["train"][f.name]
         for f in fields(TrainConfig)
-        if f.name in ("steps", "batch_size", "lr", "warmup", "checkpoints")
+        if f.name in ("steps", "batch_size", "lr", "warmup", "checkpoints", "max_length") and f.name in config["train"]
     }
     assert run_config(config, "inf", 0).train == TrainConfig(**required)
     assert execution_config(config) == ExecutionConfig()
@@ -258,6 +259,7 @@ def test_the_typed_configs_hold_the_schemas_ranges(build, key):
 
 
 def test_a_max_length_equal_to_the_context_or_absent_leaves_a_runs_identity_as_it_was(default):
+    default["train"].pop("max_length", None)
     base = run_config(filled(default), "16", 0)
     assert "max_length" not in base.to_dict()["train"] and "length_mix" not in base.to_dict()["train"]
     assert base.max_length == default["context_length"]

@@ -104,7 +104,7 @@ def test_the_in_context_figure_draws_the_seed_means_per_position():
 
 def stats() -> pd.DataFrame:
     """Resampling statistics of two seeds: prior rows and T_M rows, which the summary skips,
-    beside T_true posterior rows."""
+    beside T_true posterior rows; the final step's paths are twice as long."""
     rng = np.random.default_rng(3)
     rows = []
     for m in ("4", "inf"):
@@ -115,7 +115,8 @@ def stats() -> pd.DataFrame:
                                                 ("posterior", "pool", 0)):  # fmt: skip
                         for dim in (0, 1):
                             rows.append(
-                                {"pool_size": m, "seed": seed, "step": step, "kind": kind, "tasks": tasks,
+                                {"pool_size": m, "seed": seed, "step": step, "path_length": 8 * step // 10,
+                                 "kind": kind, "tasks": tasks,
                                  "prefix": prefix, "reference": reference, "dim": dim, "energy": rng.random(),
                                  "floor_energy": rng.random() / 10, "floor_energy_sd": rng.random() / 100}
                             )  # fmt: skip
@@ -134,7 +135,7 @@ def test_the_posterior_summary_averages_true_task_posteriors_over_dims_prefixes_
         rows = post[(post.pool_size == row.pool_size) & (post.reference == row.reference) & (post.step == row.step)]
         assert row.n_rows == 8 and row.energy == pytest.approx(rows.energy.mean(), rel=1e-12)
         assert row.floor_energy_sd == pytest.approx(rows.floor_energy_sd.mean(), rel=1e-12)
-    assert set(out[out.final].step) == {20}
+    assert set(out[out.final].step) == {20} and set(out[out.final].path_length) == {16}
 
 
 def test_the_posterior_figure_draws_the_summary_at_the_final_step():

@@ -396,14 +396,14 @@ _MAX_LOG_SCALE = 30.0
 SPREAD = 2.0
 
 
-def standard_borders(n_buckets: int) -> torch.Tensor:
-    """Borders of the standardised residual: quantiles of N(0, SPREAD^2) at the levels of
+def standard_borders(n_buckets: int, spread: float = SPREAD) -> torch.Tensor:
+    """Borders of the standardised residual: quantiles of N(0, spread^2) at the levels of
     :func:`prior_borders` (interior i/n, outer 1/(2n) and 1 - 1/(2n)), exactly symmetric."""
     if n_buckets < 2:
         raise ValueError(f"n_buckets must be >= 2, got {n_buckets}")
     levels = torch.arange(n_buckets + 1, dtype=torch.float64) / n_buckets
     levels[0], levels[-1] = 1 / (2 * n_buckets), 1 - 1 / (2 * n_buckets)
-    quantiles = SPREAD * torch.special.ndtri(levels)
+    quantiles = spread * torch.special.ndtri(levels)
     return (quantiles - quantiles.flip(0)) / 2  # the mirror images average to exact symmetry
 
 

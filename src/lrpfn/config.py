@@ -448,6 +448,12 @@ def shared_checkpoint_steps(config: dict) -> list[int]:
     return checkpoint_steps(train_config(config, pool_sizes(config)[0]))
 
 
+def resample_path_lengths(config: dict) -> list[int]:
+    """The distinct resampling path lengths: ``path_length``, then the final checkpoint's when longer."""
+    resample = config["resample"]
+    return sorted({resample["path_length"], resample["final_path_length"]})
+
+
 def resampled_steps(config: dict) -> list[int]:
     """The checkpoint steps that are resampled: the last ``resample.checkpoints`` of every run."""
     return shared_checkpoint_steps(config)[-config["resample"]["checkpoints"] :]
@@ -459,7 +465,8 @@ def resampled_steps(config: dict) -> list[int]:
 def complete(config: dict) -> dict:
     """Fill in place the settings whose defaults follow the experiment's shape; returns ``config``.
 
-    * ``resample.path_length``: the trained ``context_length``;
+    * ``resample.path_length``: the ``context_length``;
+    * ``resample.final_path_length`` (the final checkpoint's): the longest trained length;
     * ``resample.prefix_length``: D observed pairs (where least squares becomes determined),
       at most one less than the path length;
     * ``resample.checkpoints``: the last 4 checkpoints, or all of them when there are fewer;
@@ -476,6 +483,7 @@ def complete(config: dict) -> dict:
     config.setdefault("predictive", {}).setdefault("prompt_lengths", lengths)
     resample = config["resample"]
     resample.setdefault("path_length", config["context_length"])
+    resample.setdefault("final_path_length", max(trained_length(config), resample["path_length"]))
     resample.setdefault("prefix_length", max(1, min(config["dim"], resample["path_length"] - 1)))
     resample.setdefault("checkpoints", min(4, len(shared_checkpoint_steps(config))))
     resample.setdefault("plot_dims", min(3, config["dim"]))
@@ -510,10 +518,16 @@ def check_experiment(config: dict) -> None:
     resample, context_length, longest = config["resample"], config["context_length"], trained_length(config)
     if longest < context_length:
         raise ConfigError(f"train.max_length: {longest} is shorter than context_length={context_length}")
-    if resample["path_length"] > longest and not resample.get("allow_extrapolation", False):
+    for key in ("path_length", "final_path_length"):
+        if resample[key] > longest and not resample.get("allow_extrapolation", False):
+            raise ConfigError(
+                f"resample.{key}: {resample[key]} points exceed the longest trained length "
+                f"{longest}; set resample.allow_extrapolation: true to resample past it"
+            )
+    if resample["final_path_length"] < resample["path_length"]:
         raise ConfigError(
-            f"resample.path_length: {resample['path_length']} points exceed the longest trained length "
-            f"{longest}; set resample.allow_extrapolation: true to resample past it"
+            f"resample.final_path_length: {resample['final_path_length']} points are fewer than "
+            f"resample.path_length={resample['path_length']}"
         )
     if resample["n_prefixes"] > 0:
         if resample["prefix_length"] >= resample["path_length"]:

@@ -2,7 +2,8 @@
 
 A *target* is what gets resampled: the prior (no observed prefix) or a posterior given the
 first ``prefix_length`` pairs of an evaluation sequence. Every path has ``path_length``
-points in all (prefix included), so prior and posteriors use the same functional.
+points in all (prefix included), so prior and posteriors use the same functional; a run's
+final checkpoint may be resampled with longer paths, so every table carries ``path_length``.
 
 Sample tables have one row per path: kind ('prior' | 'posterior'), tasks ('' for the prior,
 else the evaluation set the prefix came from: 'true' | 'pool'), prefix (sequence index, -1
@@ -82,10 +83,12 @@ def model_samples(
     for target in all_targets:
         inputs, generator = _streams(target, n_paths, path_length, model.config.dim, seed, device=device)
         frames.append(sample_frame(target, resample_model(model, bar, inputs, target.x, target.y, generator)))
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    table.insert(0, "path_length", path_length)
+    return table
 
 
-REFERENCE_KEYS = ["reference", "replica"]
+REFERENCE_KEYS = ["reference", "replica", "path_length"]
 REPLICAS = 9  # exact references per predictor: replica 0 is compared with the PFN, 1.. give the floor and its spread
 
 
@@ -94,7 +97,7 @@ def reference_samples(
     dim: int,
     all_targets: list[Target],
     n_paths: int,
-    path_length: int,
+    path_lengths: list[int],
     seed: int,
 ) -> pd.DataFrame:
     """The same procedure with exact predictors (keyed by role, :func:`lrpfn.exact.distinct`),
@@ -103,14 +106,16 @@ def reference_samples(
     cost that does not grow with the pool per step); each :data:`REPLICAS` times (``replica``
     0, 1, ...: other y draws),
     so that the distance between two exact resamplers — the sampling floor — and its spread
-    are known."""
+    are known; at every path length of ``path_lengths``, along the PFN's inputs at that length."""
     frames = []
     for reference, predictor in predictors.items():
         for replica in range(REPLICAS):
-            for target in all_targets:
-                inputs, generator = _streams(target, n_paths, path_length, dim, seed, replica)
-                result = resample_by_task(predictor, inputs, target.x, target.y, generator)
-                frames.append(sample_frame(target, result).assign(reference=reference, replica=replica))
+            for path_length in path_lengths:
+                for target in all_targets:
+                    inputs, generator = _streams(target, n_paths, path_length, dim, seed, replica)
+                    result = resample_by_task(predictor, inputs, target.x, target.y, generator)
+                    frame = sample_frame(target, result)
+                    frames.append(frame.assign(reference=reference, replica=replica, path_length=path_length))
     table = pd.concat(frames, ignore_index=True)
     return table[[*REFERENCE_KEYS, *(c for c in table.columns if c not in REFERENCE_KEYS)]]
 
@@ -129,10 +134,10 @@ def statistics(
     reference: pd.DataFrame,
     all_targets: list[Target],
     pool: torch.Tensor | None,
-    near_zero: float | None = None,
+    near_zero: dict[int, float] | None = None,
 ) -> pd.DataFrame:
     """Per (step, target, reference prior, dim): the model's samples against that exact
-    reference resampler (replica 0), beside the floor exact replicas reach.
+    reference resampler (replica 0) at the same path length, beside the floor exact replicas reach.
 
     Columns of :func:`lrpfn.compare.against_samples` (``std_ratio``, ``ks``, ``energy``, ...);
     ``floor_ks``, ``floor_energy`` and ``floor_energy_sd``: the mean and spread over the other
@@ -141,7 +146,8 @@ def statistics(
     the model (``median_pool_distance``) and of the reference (``ref_median_pool_distance``);
     for a posterior the task that generated the prefix (``true_w``) and the root mean squared
     distance of the ``w_hat`` to it, of the model (``true_w_rmse``) and of the reference
-    (``ref_true_w_rmse``). With ``near_zero`` (a spike-and-slab prior, :func:`near_zero_threshold`):
+    (``ref_true_w_rmse``). With ``near_zero`` (a spike-and-slab prior, :func:`near_zero_threshold`
+    per path length):
     the fraction of ``|w_hat|`` below it, of the model (``mass_near_zero``) and of the
     reference (``ref_mass_near_zero``) — the implied prior's spike.
     """
@@ -155,12 +161,15 @@ def statistics(
             return frame[(frame.kind == target.kind) & (frame.tasks == target.tasks) & (frame.prefix == target.prefix)]
 
         model = select(samples)
-        for name, ref in select(reference).groupby("reference", sort=False):
+        for (name, path_length), ref in select(reference).groupby(["reference", "path_length"], sort=False):
+            at_length = model[model.path_length == path_length]
+            if at_length.empty:
+                continue
             exact = ref.loc[ref.replica == 0, cols].to_numpy()
             floor = _floor(exact, [group[cols].to_numpy() for r, group in ref.groupby("replica") if r != 0])
             ref_pool_distance = np.nan if atoms is None else np.median(nearest_atom_distance(exact, atoms))
             true_w = np.full(dim, np.nan) if target.w is None else target.w.double().numpy()
-            for step, group in model.groupby("step"):
+            for step, group in at_length.groupby("step"):
                 w = group[cols].to_numpy()
                 table = against_samples(w, exact).merge(floor, on="dim")
                 table["median_pool_distance"] = np.nan if atoms is None else np.median(nearest_atom_distance(w, atoms))
@@ -169,12 +178,11 @@ def statistics(
                 table["true_w_rmse"] = np.sqrt(((w - true_w) ** 2).mean(0))
                 table["ref_true_w_rmse"] = np.sqrt(((exact - true_w) ** 2).mean(0))
                 if near_zero is not None:
-                    table["near_zero"] = near_zero
-                    table["mass_near_zero"] = (np.abs(w) < near_zero).mean(0)
-                    table["ref_mass_near_zero"] = (np.abs(exact) < near_zero).mean(0)
-                for i, (key, value) in enumerate(
-                    [("step", step), *((k, getattr(target, k)) for k in TARGET_KEYS), ("reference", name)]
-                ):
+                    table["near_zero"] = near_zero[path_length]
+                    table["mass_near_zero"] = (np.abs(w) < near_zero[path_length]).mean(0)
+                    table["ref_mass_near_zero"] = (np.abs(exact) < near_zero[path_length]).mean(0)
+                keys = [("step", step), ("path_length", path_length), *((k, getattr(target, k)) for k in TARGET_KEYS)]
+                for i, (key, value) in enumerate([*keys, ("reference", name)]):
                     table.insert(i, key, value)
                 rows.append(table)
     return pd.concat(rows, ignore_index=True)
@@ -200,7 +208,7 @@ def targets_from_files(
     return targets(eval_sets, n_prefixes, prefix_length)
 
 
-MARGINAL_KEYS = ["pool_size", "seed", "step", "tasks", "prefix", "dim"]
+MARGINAL_KEYS = ["pool_size", "seed", "step", "path_length", "tasks", "prefix", "dim"]
 REFERENCE_ROLES = list(EXACT)
 
 
@@ -238,8 +246,8 @@ def posterior_summary(stats: pd.DataFrame) -> pd.DataFrame:
     posterior figure draws."""
     post = stats[(stats.kind == "posterior") & (stats.tasks == "true")]
     columns = ["energy", "floor_energy", "floor_energy_sd"]
-    keys = ["pool_size", "reference", "step"]
-    per_run = post.groupby(["pool_size", "seed", "reference", "step"], sort=False)
+    keys = ["pool_size", "reference", "step", "path_length"]
+    per_run = post.groupby(["pool_size", "seed", "reference", "step", "path_length"], sort=False)
     runs = per_run[columns].mean().join(per_run.size().rename("n_rows")).reset_index()
     runs["seed"] = runs["seed"].astype(str)
     seeds = runs.groupby(keys, sort=False)

@@ -14,6 +14,7 @@ from lrpfn.config import (
     checkpoint_steps,
     execution_config,
     prepare,
+    resample_path_lengths,
     pool_sizes,
     resampled_steps,
     run_config,
@@ -48,6 +49,11 @@ STATS_PRIOR_PARAMS = (
         "noise_var": config["noise_var"],
         "path_length": config["resample"]["path_length"],
     }
+    | (
+        {"final_path_length": config["resample"]["final_path_length"]}
+        if len(resample_path_lengths(config)) > 1
+        else {}
+    )
     if PRIOR_PARAMS
     else {}
 )
@@ -84,8 +90,13 @@ def short_run_identity(wildcards):
 
 
 def resample_settings(*keys):
-    """The resampling settings a rule reads, and only those (plot_dims reruns no sampler)."""
-    return {key: config["resample"][key] for key in keys}
+    """The resampling settings a rule reads, and only those (plot_dims reruns no sampler).
+    With ``path_length``, the final checkpoint's path length when it is longer: a config
+    whose paths all have one length keeps its params."""
+    settings = {key: config["resample"][key] for key in keys}
+    if "path_length" in keys and len(resample_path_lengths(config)) > 1:
+        settings["final_path_length"] = config["resample"]["final_path_length"]
+    return settings
 
 
 def pool_file(wildcards):

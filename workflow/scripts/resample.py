@@ -1,8 +1,9 @@
-"""Resample the implied prior and posteriors with one checkpoint."""
+"""Resample the implied prior and posteriors with one checkpoint (longer paths at the final one)."""
 
 import torch
 
 from lrpfn.checkpoint import load_checkpoint
+from lrpfn.config import RunConfig
 from lrpfn.implied import model_samples, targets_from_files
 from lrpfn.io import write_parquet
 from lrpfn.logs import log_to
@@ -14,6 +15,9 @@ with log_to(snakemake.log[0]):
     all_targets = targets_from_files(
         inp.eval_true, inp.eval_pool, snakemake.wildcards.M, s["n_prefixes"], s["prefix_length"]
     )
-    samples = model_samples(ckpt.model, ckpt.bar, all_targets, s["n_paths"], s["path_length"], s["seed"])
+    # The final checkpoint's paths may be longer (resample.final_path_length).
+    final = ckpt.step == RunConfig.from_dict(snakemake.params.run).train.steps
+    length = s.get("final_path_length", s["path_length"]) if final else s["path_length"]
+    samples = model_samples(ckpt.model, ckpt.bar, all_targets, s["n_paths"], length, s["seed"])
     samples.insert(0, "step", ckpt.step)
     write_parquet(samples, snakemake.output[0])

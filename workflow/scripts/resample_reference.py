@@ -1,5 +1,6 @@
 """Resample every target with the run's exact predictors: the true prior's Bayes predictor,
-its moment-matched Gaussian's (when that is another) and the run's pool's."""
+its moment-matched Gaussian's (when that is another) and the run's pool's, at every path length
+the run's checkpoints are resampled with."""
 
 import torch
 
@@ -18,5 +19,6 @@ with log_to(snakemake.log[0]):
     pool = read_run_pool(inp.pool, M, p.dim)
     predictors = distinct(priors.run_references(PriorConfig.from_dict(p.get("prior")), p.dim, p.noise_var, pool))
     all_targets = targets_from_files(inp.eval_true, inp.eval_pool, M, s["n_prefixes"], s["prefix_length"])
-    reference = reference_samples(predictors, p.dim, all_targets, s["n_paths"], s["path_length"], s["seed"])
+    lengths = sorted({s["path_length"], s.get("final_path_length", s["path_length"])})
+    reference = reference_samples(predictors, p.dim, all_targets, s["n_paths"], lengths, s["seed"])
     write_parquet(reference, snakemake.output[0])

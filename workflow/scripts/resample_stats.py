@@ -18,7 +18,8 @@ with log_to(snakemake.log[0]):
     # Under a prior with an atom at zero (a spike) the implied prior's mass near zero is read out too.
     near_zero = None
     if priors.build(PriorConfig.from_dict(p.get("prior")), p.dim).has_atom_at_zero:
-        near_zero = near_zero_threshold(p.noise_var, p.path_length, p.dim)
+        lengths = {p.path_length, p.get("final_path_length", p.path_length)}
+        near_zero = {n: near_zero_threshold(p.noise_var, n, p.dim) for n in lengths}
     table = statistics(samples, read_parquet(inp.reference), all_targets, pool, near_zero)
     table.insert(0, "seed", int(wc.seed))
     table.insert(0, "pool_size", wc.M)

@@ -37,11 +37,14 @@ def pool_label(pool_size: str) -> str:
     return "∞" if pool_size == "inf" else pool_size
 
 
-def finish_checkpoint_grid(fig: plt.Figure, axes, steps, xlabel: str, title: str) -> plt.Figure:
-    """A grid with one column per checkpoint: step titles on top, x labels below, the legend
-    in the top-right panel, the figure's title."""
+def finish_checkpoint_grid(
+    fig: plt.Figure, axes, steps, xlabel: str, title: str, path_lengths: dict | None = None
+) -> plt.Figure:
+    """A grid with one column per checkpoint: step titles on top (with the path length where
+    the steps' differ), x labels below, the legend in the top-right panel, the figure's title."""
+    several = path_lengths is not None and len(set(path_lengths.values())) > 1
     for ax, step in zip(axes[0], steps, strict=True):
-        ax.set_title(f"step {step}")
+        ax.set_title(f"step {step}" + (f", {path_lengths[step]}-point paths" if several else ""))
     for ax in axes[-1]:
         ax.set_xlabel(xlabel)
     axes[0, -1].legend(fontsize=6, loc="upper right")

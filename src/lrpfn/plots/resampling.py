@@ -56,8 +56,10 @@ def implied_prior_figure(
         grid = np.linspace(*span, 400)
         for col, step in enumerate(steps):
             ax = axes[row, col]
-            values = samples.loc[samples.step == step, col_name].to_numpy()
-            marginal_panel(ax, values, [(r[col_name].to_numpy(), *style) for r, *style in references], span)
+            at_step = samples[samples.step == step]
+            length = at_step.path_length.iloc[0]  # the references at the step's path length
+            drawn = [(r.loc[r.path_length == length, col_name].to_numpy(), *style) for r, *style in references]
+            marginal_panel(ax, at_step[col_name].to_numpy(), drawn, span)
             _mark_prior(ax, prior, d, grid)
             if pool is not None:
                 if len(pool) <= 64:
@@ -76,7 +78,8 @@ def implied_prior_figure(
             ax.set_ylabel(f"$w_{{{d}}}$" if col == 0 else "")
     label = pool_label(pool_size)
     title = f"Implied prior of the PFN trained on M = {label} tasks (seed {seed}), by predictive resampling"
-    return finish_checkpoint_grid(fig, axes, steps, "$\\hat w$", title)
+    lengths = samples.groupby("step").path_length.first().to_dict()
+    return finish_checkpoint_grid(fig, axes, steps, "$\\hat w$", title, lengths)
 
 
 def _prior_span(prior: Prior, d: int) -> tuple[float, float]:
@@ -129,23 +132,29 @@ def posterior_marginals_figure(
     for row, (tasks, d) in enumerate(rows):
         col_name = f"w_{d}"
         refs = reference[reference.tasks == tasks]
-        ref_values = [
-            (g[col_name].to_numpy(), *roles.reference_style(role, prior))
-            for role, g in refs.groupby("reference", sort=False)
-        ]
-        pooled = np.concatenate([posts.loc[posts.tasks == tasks, col_name].to_numpy(), *(v for v, *_ in ref_values)])
+        ref_values = {  # per path length, the references drawn beside a step's samples
+            length: [
+                (g[col_name].to_numpy(), *roles.reference_style(role, prior))
+                for role, g in at_length.groupby("reference", sort=False)
+            ]
+            for length, at_length in refs.groupby("path_length")
+        }
+        every = [v for drawn in ref_values.values() for v, *_ in drawn]
+        pooled = np.concatenate([posts.loc[posts.tasks == tasks, col_name].to_numpy(), *every])
         lo, hi = np.quantile(pooled, [0.005, 0.995])
         pad = 0.1 * (hi - lo)
         for col, step in enumerate(steps):
             ax = axes[row, col]
-            values = posts.loc[(posts.tasks == tasks) & (posts.step == step), col_name].to_numpy()
-            marginal_panel(ax, values, ref_values, (lo - pad, hi + pad))
+            at_step = posts[(posts.tasks == tasks) & (posts.step == step)]
+            length = at_step.path_length.iloc[0]
+            marginal_panel(ax, at_step[col_name].to_numpy(), ref_values[length], (lo - pad, hi + pad))
             ax.axvline(true_w[tasks][d], color="#c0392b", lw=1.2, label="true task")
             ax.set_ylabel(f"{'$T_{true}$' if tasks == 'true' else '$T_M$'} prefix, $w_{{{d}}}$" if col == 0 else "")
     title = (
         f"Posterior marginals of the PFN trained on M = {pool_label(pool_size)} tasks (seed {seed}): which Bayesian?"
     )
-    return finish_checkpoint_grid(fig, axes, steps, "$\\hat w$", title)
+    lengths = posts.groupby("step").path_length.first().to_dict()
+    return finish_checkpoint_grid(fig, axes, steps, "$\\hat w$", title, lengths)
 
 
 def posterior_figure(summary: pd.DataFrame, prior: PriorConfig) -> plt.Figure:

@@ -125,10 +125,10 @@ def test_closeness_and_thresholds_follow_from_the_per_sequence_values(pipeline):
 
 def test_in_context_curves_run_past_the_trained_length_against_the_exact_predictors(pipeline):
     table = pd.read_parquet(pipeline / RESULTS / "tables/in_context.parquet")
-    k = TEST_CONFIG["context_length"]
-    length = 2 * k  # eval.extrapolate_to defaults to twice the context length
+    k, longest = TEST_CONFIG["context_length"], TEST_CONFIG["train"]["max_length"]
+    length = 2 * longest  # eval.extrapolate_to defaults to twice the longest trained length
     assert sorted(table.position.unique()) == list(range(length))
-    assert (table.extrapolated == (table.position >= k)).all()
+    assert (table.extrapolated == (table.position >= longest)).all()
     assert set(table.step) == {TEST_CONFIG["train"]["steps"]} and set(table.pool_size) == {"1", "4", "inf"}
     # The exact columns past K are the exact predictors on the longer sequences: ridge
     # recomputed here by an explicit solve per sequence and position (float64).
@@ -156,7 +156,7 @@ def test_in_context_curves_run_past_the_trained_length_against_the_exact_predict
     main = main[(main.step == TEST_CONFIG["train"]["steps"]) & (main.tasks == "true")]
     for pool_size in ("1", "4", "inf"):
         a = main[main.pool_size == pool_size].sort_values("position")
-        b = table[(table.pool_size == pool_size) & (table.tasks == "true") & ~table.extrapolated]
+        b = table[(table.pool_size == pool_size) & (table.tasks == "true") & (table.position < k)]
         b = b.sort_values("position")
         se = np.hypot(a.mse_model_se.to_numpy(), b.mse_model_se.to_numpy())
         assert (np.abs(a.mse_model.to_numpy() - b.mse_model.to_numpy()) < 4 * se).all(), pool_size
@@ -180,7 +180,11 @@ def test_resampling_tables(pipeline):
     samples = pd.read_parquet(pipeline / RESULTS / "resample/M4_seed0/step_0000040.parquet")
     # prior + one prefix from T_true + one from T_M, n_paths each
     assert len(samples) == 3 * settings["n_paths"]
-    assert list(samples.columns) == ["step", "kind", "tasks", "prefix", "path", "w_0", "w_1"]
+    assert list(samples.columns) == ["step", "path_length", "kind", "tasks", "prefix", "path", "w_0", "w_1"]
+    # The final checkpoint's paths reach the longest trained length; the earlier ones keep K.
+    assert (samples.path_length == TEST_CONFIG["train"]["max_length"]).all()
+    first = pd.read_parquet(pipeline / RESULTS / "resample/M4_seed0/step_0000020.parquet")
+    assert (first.path_length == TEST_CONFIG["context_length"]).all()
     assert np.isfinite(samples[["w_0", "w_1"]].to_numpy()).all()
     stats = pd.read_parquet(pipeline / RESULTS / "tables/resample_stats.parquet")
     expected = {"reference", "std_ratio", "ks", "energy", "floor_ks", "floor_energy", "median_pool_distance"}
@@ -194,8 +198,10 @@ def test_resampling_tables(pipeline):
     # Each statistic is that of the sample tables it names: the implied prior of M=4 at step 40,
     # against the pool reference (replica 0), and the floor: the other replicas' distance to it.
     reference = pd.read_parquet(pipeline / RESULTS / "resample/M4_reference.parquet")
+    assert set(reference.path_length) == {TEST_CONFIG["context_length"], TEST_CONFIG["train"]["max_length"]}
     model = samples[samples.kind == "prior"]
-    ref = reference[(reference.kind == "prior") & (reference.reference == "dmmse")]
+    at_length = reference.path_length == TEST_CONFIG["train"]["max_length"]
+    ref = reference[(reference.kind == "prior") & (reference.reference == "dmmse") & at_length]
     for dim in (0, 1):
         select = (stats.pool_size == "4") & (stats.step == 40) & (stats.kind == "prior") & (stats.dim == dim)
         row = stats[select & (stats.reference == "dmmse")].iloc[0]
@@ -234,7 +240,7 @@ def test_posterior_marginals_name_each_reference_and_the_true_task(pipeline):
 
 def test_resampling_past_the_trained_context_needs_permission():
     config = copy.deepcopy(TEST_CONFIG)
-    config["resample"]["path_length"] = TEST_CONFIG["context_length"] + 1
+    config["resample"]["path_length"] = TEST_CONFIG["train"]["max_length"] + 1
     with pytest.raises(ConfigError, match=r"resample\.path_length"):
         validate_config(config)
     config["resample"]["allow_extrapolation"] = True
@@ -371,7 +377,9 @@ BAD_CONFIGS = [
     (lambda c: c["resample"].update(prefix_length=6), "resample.prefix_length"),
     (lambda c: c["resample"].update(checkpoints=3), "resample.checkpoints"),
     (lambda c: c["resample"].update(n_paths=1), "['n_paths']"),
-    (lambda c: c["resample"].update(path_length=7), "resample.path_length"),  # past context_length=6
+    (lambda c: c["resample"].update(path_length=13), "resample.path_length"),  # past train.max_length=12
+    (lambda c: c["resample"].update(final_path_length=5), "resample.final_path_length: 5 points are fewer"),
+    (lambda c: c["train"].update(max_length=10), "train.max_length: 10 is not context_length=6 times a power of 2"),
     (lambda c: c["train"].update(precision="float16"), "['precision']"),
     (lambda c: c["train"].update(compile="yes"), "['compile']"),
     (lambda c: c["resample"].update(plot_dims=3), "resample.plot_dims: 3 exceeds dim=2"),

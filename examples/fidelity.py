@@ -1,0 +1,91 @@
+"""How close the M = inf PFN is to exact Bayes, per seed and as mean ± sd over seeds.
+
+    python examples/fidelity.py results/default                  # position ranges 0..K-1, K..L-1, 0..L-1, L..2L-1
+    python examples/fidelity.py results/default --ranges 0:16 16:64
+
+Reads a results folder's tables (the workflow writes them):
+
+* ``tables/in_context.parquet``, final checkpoints on new tasks (T_true): per position range,
+  the PFN's MSE/D over the exact Bayes predictor's (ratio of the range's averages), the NLL gap
+  to it, and the worst single position's MSE/D ratio; the head's floor the same way;
+* ``tables/resample_stats.parquet``, final checkpoints: the implied prior's std ratio to the
+  exact reference resampler per dimension (with the path length);
+* ``tables/posterior_summary.parquet``, final checkpoints: the posterior energy distance to the
+  exact reference, averaged over dimensions and T_true prefixes, against its floor.
+
+K is the context length and L the longest trained length, read from the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import pandas as pd
+
+
+def spread(values: list[float], digits: int = 4) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}"
+
+
+def position_ranges(table: pd.DataFrame, given: list[str] | None) -> list[tuple[int, int]]:
+    if given:
+        return [tuple(int(v) for v in text.split(":")) for text in given]
+    trained = table.loc[~table.extrapolated, "position"].max() + 1
+    length = table.position.max() + 1
+    return [(0, 16 if trained > 16 else trained), (0, trained), (trained, length)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--ranges", nargs="+", metavar="LO:HI", help="position ranges, end excluded")
+    args = parser.parse_args()
+    tables = args.results / "tables"
+
+    curves = pd.read_parquet(tables / "in_context.parquet")
+    curves = curves[(curves.pool_size == "inf") & (curves.tasks == "true")]
+    print(f"# {args.results}: M = inf, new tasks, final checkpoint; seeds {sorted(curves.seed.unique())}")
+    for lo, hi in position_ranges(curves, args.ranges):
+        rows = {"mse": [], "nll": [], "worst": [], "floor_mse": [], "floor_nll": []}
+        for seed, run in curves.groupby("seed"):
+            part = run[(run.position >= lo) & (run.position < hi)]
+            ratio = part.mse_model / part.mse_bayes
+            rows["mse"].append(part.mse_model.mean() / part.mse_bayes.mean())
+            rows["nll"].append((part.nll_model - part.nll_bayes).mean())
+            rows["worst"].append(ratio.max())
+            rows["floor_mse"].append((part.mse_floor / part.mse_bayes).max())
+            rows["floor_nll"].append((part.nll_floor - part.nll_bayes).max())
+            print(
+                f"  seed {seed}, positions {lo}..{hi - 1}: MSE/D {rows['mse'][-1]:.4f} x Bayes, NLL gap "
+                f"{rows['nll'][-1]:.4f}, worst position {ratio.max():.3f} x (at {int(part.position[ratio.idxmax()])})"
+            )
+        print(
+            f"positions {lo}..{hi - 1}: MSE/D {spread(rows['mse'])} x Bayes; NLL gap {spread(rows['nll'])} nats; "
+            f"worst position {spread(rows['worst'], 3)} x; head floor at most {max(rows['floor_mse']):.4f} x "
+            f"and {max(rows['floor_nll']):.4f} nats"
+        )
+
+    stats = pd.read_parquet(tables / "resample_stats.parquet")
+    stats = stats[stats.pool_size == "inf"]
+    final = stats[stats.step == stats.step.max()]
+    prior = final[(final.kind == "prior") & (final.reference == "bayes")]
+    ratios = prior.pivot_table(index="seed", columns="dim", values="std_ratio")
+    print(f"implied prior at the final checkpoint ({final.path_length.iloc[0]}-point paths), std ratio per dim:")
+    print(ratios.round(3).to_string())
+    print(f"  range over seeds and dims: {ratios.min().min():.3f} .. {ratios.max().max():.3f}")
+
+    summary = pd.read_parquet(tables / "posterior_summary.parquet")
+    final = summary[(summary.pool_size == "inf") & summary.final & (summary.reference == "bayes")]
+    per_seed = final[final.seed != "mean"]
+    print(
+        f"posterior energy distance at the final checkpoint: {spread(per_seed.energy.tolist())} "
+        f"against a floor of {final.floor_energy.iloc[0]:.4f} (sd {final.floor_energy_sd.iloc[0]:.4f}); "
+        f"ratio {spread((per_seed.energy / per_seed.floor_energy).tolist(), 2)}"
+    )
+
+
+if __name__ == "__main__":
+    main()

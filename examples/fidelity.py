@@ -2,6 +2,12 @@
 
     python examples/fidelity.py results/default                  # position ranges 0..K-1, K..L-1, 0..L-1, L..2L-1
     python examples/fidelity.py results/default --ranges 0:16 16:64
+    python examples/fidelity.py --checkpoint results/ls16/runs/Minf_seed1/step_0014000.pt --length 128
+
+With ``--checkpoint``, evaluates that checkpoint of an M = inf run on 1024 new sequences of
+``--length`` pairs (drawn with ``eval.seed`` 1000 of the default) against its true prior's exact
+predictor, and prints the same per-range numbers: how a checkpoint extrapolates, without a
+workflow run.
 
 Reads a results folder's tables (the workflow writes them):
 
@@ -24,6 +30,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from lrpfn import priors
+from lrpfn.checkpoint import load_checkpoint
+from lrpfn.config import RunConfig
+from lrpfn.evaluate import position_metrics
+from lrpfn.tasks import eval_set
+
 
 def spread(values: list[float], digits: int = 4) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else float("nan")
@@ -38,16 +50,34 @@ def position_ranges(table: pd.DataFrame, given: list[str] | None) -> list[tuple[
     return [(0, 16 if trained > 16 else trained), (0, trained), (trained, length)]
 
 
+def checkpoint_curves(path: Path, length: int) -> pd.DataFrame:
+    """Per-position metrics of one checkpoint of an M = inf run on new sequences, in the
+    in-context table's layout (``seed``, ``position``, ``extrapolated`` and the metrics)."""
+    ckpt = load_checkpoint(path)
+    run = RunConfig.from_dict(ckpt.run)
+    if run.pool_size != float("inf"):
+        raise SystemExit(f"{path}: a run on a pool of {run.pool_size:g} tasks; the read-out is for M = inf")
+    prior = priors.build(run.prior, run.dim)
+    batch = eval_set(1024, length, run.noise_var, prior, seed=1000)
+    references = priors.run_references(run.prior, run.dim, run.noise_var, None)
+    table = position_metrics(ckpt.model, ckpt.bar, batch, references)
+    return table.assign(seed=run.seed, extrapolated=table.position >= run.max_length)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", type=Path)
+    parser.add_argument("results", type=Path, nargs="?")
     parser.add_argument("--ranges", nargs="+", metavar="LO:HI", help="position ranges, end excluded")
+    parser.add_argument("--checkpoint", type=Path, help="evaluate this checkpoint instead of reading tables")
+    parser.add_argument("--length", type=int, default=128, help="with --checkpoint: pairs per sequence")
     args = parser.parse_args()
-    tables = args.results / "tables"
-
-    curves = pd.read_parquet(tables / "in_context.parquet")
-    curves = curves[(curves.pool_size == "inf") & (curves.tasks == "true")]
-    print(f"# {args.results}: M = inf, new tasks, final checkpoint; seeds {sorted(curves.seed.unique())}")
+    if args.checkpoint:
+        curves = checkpoint_curves(args.checkpoint, args.length)
+        print(f"# {args.checkpoint}: new tasks, 1024 sequences of {args.length} pairs")
+    else:
+        curves = pd.read_parquet(args.results / "tables" / "in_context.parquet")
+        curves = curves[(curves.pool_size == "inf") & (curves.tasks == "true")]
+        print(f"# {args.results}: M = inf, new tasks, final checkpoint; seeds {sorted(curves.seed.unique())}")
     for lo, hi in position_ranges(curves, args.ranges):
         rows = {"mse": [], "nll": [], "worst": [], "floor_mse": [], "floor_nll": []}
         for seed, run in curves.groupby("seed"):
@@ -67,7 +97,9 @@ def main() -> None:
             f"worst position {spread(rows['worst'], 3)} x; head floor at most {max(rows['floor_mse']):.4f} x "
             f"and {max(rows['floor_nll']):.4f} nats"
         )
-
+    if args.checkpoint:
+        return
+    tables = args.results / "tables"
     stats = pd.read_parquet(tables / "resample_stats.parquet")
     stats = stats[stats.pool_size == "inf"]
     final = stats[stats.step == stats.step.max()]

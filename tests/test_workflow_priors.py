@@ -88,9 +88,12 @@ def test_references_resample_under_every_prior_and_the_spike_is_read_out(sparse)
         assert set(reference.reference) == expected
     reference = pd.read_parquet(sparse / "resample/Minf_reference.parquet")
     stats = pd.read_parquet(sparse / "tables/resample_stats.parquet")
-    threshold = near_zero_threshold(TEST_CONFIG["noise_var"], TEST_CONFIG["context_length"], TEST_CONFIG["dim"])
+    # Step 40 is the final checkpoint: its paths, and the threshold, are of the longest trained length.
+    length = TEST_CONFIG["train"]["max_length"]
+    threshold = near_zero_threshold(TEST_CONFIG["noise_var"], length, TEST_CONFIG["dim"])
     prior_rows = stats[(stats.pool_size == "inf") & (stats.kind == "prior") & (stats.step == 40)]
-    assert (prior_rows.near_zero == threshold).all()
+    assert (prior_rows.path_length == length).all() and (prior_rows.near_zero == threshold).all()
+    reference = reference[reference.path_length == length]
     for role, rows in prior_rows.groupby("reference"):
         exact = reference[(reference.reference == role) & (reference.replica == 0) & (reference.kind == "prior")]
         for _, row in rows.iterrows():

@@ -58,15 +58,9 @@ def prior_borders(
     """
     if n_buckets < 2:
         raise ValueError(f"n_buckets must be >= 2, got {n_buckets}")
-    rng = np.random.default_rng(seed)
-    half = n_samples // 2
-    x = rng.standard_normal((half, prior.dim))
-    w = prior.draw_rows(rng, half).numpy()
-    y = np.einsum("nd,nd->n", x, w) + math.sqrt(noise_var) * rng.standard_normal(half)
+    y = _prior_predictive_draws(noise_var, prior, seed, n_samples // 2)
     y = np.concatenate([y, -y])
-    levels = np.arange(n_buckets + 1) / n_buckets
-    levels[0], levels[-1] = 1 / (2 * n_buckets), 1 - 1 / (2 * n_buckets)
-    borders = np.quantile(y, levels)
+    borders = np.quantile(y, _border_levels(n_buckets))
     if np.any(np.diff(borders) <= 0):
         raise ValueError(f"{n_buckets} buckets is too many for {n_samples} prior samples: borders collide")
     return torch.from_numpy(borders)
@@ -261,10 +255,7 @@ class BarDistribution(torch.nn.Module):
         """
         b, widths, s_left, s_right = self._geometry(logits.dtype)
         batch_shape = logits.shape[:-1]
-        # Bucket by inverse cdf of the bucket probabilities (much cheaper than multinomial).
-        cum = torch.cumsum(torch.softmax(logits.reshape(-1, self.n_buckets), dim=-1), dim=-1)
-        pick = torch.rand((cum.shape[0], 1), generator=generator, device=logits.device, dtype=logits.dtype)
-        idx = torch.searchsorted(cum, pick * cum[:, -1:], right=True).squeeze(-1).clamp(max=self.n_buckets - 1)
+        idx = categorical(logits.reshape(-1, self.n_buckets), generator)
         u = torch.rand(idx.shape, generator=generator, device=logits.device, dtype=logits.dtype)
         z = torch.randn(idx.shape, generator=generator, device=logits.device, dtype=logits.dtype).abs()
         n = self.n_buckets
@@ -401,19 +392,29 @@ def standard_borders(n_buckets: int, spread: float = SPREAD) -> torch.Tensor:
     :func:`prior_borders` (interior i/n, outer 1/(2n) and 1 - 1/(2n)), exactly symmetric."""
     if n_buckets < 2:
         raise ValueError(f"n_buckets must be >= 2, got {n_buckets}")
-    levels = torch.arange(n_buckets + 1, dtype=torch.float64) / n_buckets
-    levels[0], levels[-1] = 1 / (2 * n_buckets), 1 - 1 / (2 * n_buckets)
-    quantiles = spread * torch.special.ndtri(levels)
+    quantiles = spread * torch.special.ndtri(torch.from_numpy(_border_levels(n_buckets)))
     return (quantiles - quantiles.flip(0)) / 2  # the mirror images average to exact symmetry
 
 
 def prior_scale(noise_var: float, prior: Prior, seed: int = 0, n_samples: int = 1 << 21) -> float:
     """The sd of the prior predictive of y, by Monte Carlo as in :func:`prior_borders`."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n_samples, prior.dim))
-    w = prior.draw_rows(rng, n_samples).numpy()
-    y = np.einsum("nd,nd->n", x, w) + math.sqrt(noise_var) * rng.standard_normal(n_samples)
+    y = _prior_predictive_draws(noise_var, prior, seed, n_samples)
     return float(np.sqrt(np.mean(y**2)))  # y is symmetric about 0
+
+
+def _prior_predictive_draws(noise_var: float, prior: Prior, seed: int, n: int) -> np.ndarray:
+    """n seeded draws of ``y = w·x + eps``, x ~ N(0, I_D), w from ``prior``: (n,) float64."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, prior.dim))
+    w = prior.draw_rows(rng, n).numpy()
+    return np.einsum("nd,nd->n", x, w) + math.sqrt(noise_var) * rng.standard_normal(n)
+
+
+def _border_levels(n_buckets: int) -> np.ndarray:
+    """Quantile levels of n buckets' borders: interior i/n, outer 1/(2n) and 1 - 1/(2n)."""
+    levels = np.arange(n_buckets + 1) / n_buckets
+    levels[0], levels[-1] = 1 / (2 * n_buckets), 1 - 1 / (2 * n_buckets)
+    return levels
 
 
 def build_head(kind: str, n_buckets: int, noise_var: float, prior: Prior, seed: int = 0) -> BarDistribution:
@@ -441,6 +442,14 @@ def _bucket_log_masses(exact, borders: torch.Tensor) -> torch.Tensor:
     cdf = exact.cdf_grid(borders.double()[1:-1])
     edges = torch.cat([torch.zeros_like(cdf[..., :1]), cdf, torch.ones_like(cdf[..., :1])], -1)
     return torch.log(edges.diff(dim=-1).clamp_min(1e-300))
+
+
+def categorical(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One index per row of ``logits`` (R, n), drawn with probability softmax(logits): by the
+    inverse cdf of one uniform per row (much cheaper than ``torch.multinomial``). (R,) int64."""
+    cum = torch.cumsum(torch.softmax(logits, dim=-1), dim=-1)
+    pick = torch.rand((cum.shape[0], 1), generator=generator, device=logits.device, dtype=logits.dtype)
+    return torch.searchsorted(cum, pick * cum[:, -1:], right=True).squeeze(-1).clamp(max=logits.shape[-1] - 1)
 
 
 def _normal_lower_tail(z: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .buckets import BarDistribution
+from .buckets import BarDistribution, categorical
 from .exact import ExactPredictor
 from .model import PFN
 
@@ -129,6 +129,12 @@ def resample_reencode(
     return Resampled(w_hat=least_squares(xs, ys), x=xs, y=ys)
 
 
+def _exact_inputs(inputs: torch.Tensor, generator: torch.Generator | None):
+    """The exact samplers work in float64 on the device of their generator (the CPU without one)."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    return inputs.to(device=device, dtype=torch.float64), device, torch.float64
+
+
 @torch.no_grad()
 def resample_exact(
     predictor: ExactPredictor,
@@ -141,9 +147,7 @@ def resample_exact(
     its state observes the prefix, then at every step y is drawn from its predictive at the
     path's next x and observed — what a perfect model would produce."""
     n_paths, n_steps, dim = inputs.shape
-    device = generator.device if generator is not None else torch.device("cpu")
-    dtype = torch.float64
-    inputs = inputs.to(device=device, dtype=dtype)
+    inputs, device, dtype = _exact_inputs(inputs, generator)
     px, py = _prefix(prefix_x, prefix_y, n_paths, dim, device, dtype)
     n = px.shape[1]
     xs = torch.empty(n_paths, n + n_steps, dim, device=device, dtype=dtype)
@@ -174,17 +178,12 @@ def resample_by_task(
     have zero covariance), then ``y_t = w·x_t + noise`` at every step. The paths have the
     distribution of :func:`resample_exact`'s; the random numbers differ."""
     n_paths, n_steps, dim = inputs.shape
-    device = generator.device if generator is not None else torch.device("cpu")
-    dtype = torch.float64
-    inputs = inputs.to(device=device, dtype=dtype)
+    inputs, device, dtype = _exact_inputs(inputs, generator)
     px, py = _prefix(prefix_x, prefix_y, 1, dim, device, dtype)
     log_weights, means, covs = (v[0].to(device) for v in predictor.posterior(px, py))
     # A component per path by the inverse cdf of the weights, then w = mean + cov^(1/2) z; the
     # symmetric square root serves singular covariances (a pool's zeros, a spike's zero rows).
-    cdf = torch.cumsum(torch.softmax(log_weights, -1), -1)
-    pick = torch.rand(n_paths, 1, generator=generator, device=device, dtype=dtype)
-    component = torch.searchsorted(cdf.expand(n_paths, -1).contiguous(), pick * cdf[-1], right=True)
-    component = component.squeeze(-1).clamp(max=len(cdf) - 1)
+    component = categorical(log_weights.expand(n_paths, -1), generator)
     values, vectors = torch.linalg.eigh(covs)
     roots = vectors * values.clamp_min(0).sqrt().unsqueeze(-2)
     z = torch.randn(n_paths, dim, generator=generator, device=device, dtype=dtype)

@@ -41,19 +41,22 @@ EXECUTION = execution_config(config)
 # not the default N(0, I): results of configs without a prior keep their params (no rerun).
 PRIOR = task_prior(config)
 PRIOR_PARAMS = {} if PRIOR.is_default else {"prior": PRIOR.to_dict()}
+
+
+def resample_settings(*keys):
+    """The resampling settings a rule reads, and only those (plot_dims reruns no sampler).
+    With ``path_length``, the final checkpoint's path length when it is longer: a config
+    whose paths all have one length keeps its params."""
+    settings = {key: config["resample"][key] for key in keys}
+    if "path_length" in keys and len(resample_path_lengths(config)) > 1:
+        settings["final_path_length"] = config["resample"]["final_path_length"]
+    return settings
+
+
 # Under a prior the resampling statistics also read the implied prior's mass near zero,
-# with a threshold from the least-squares noise of a path.
+# with a threshold from the least-squares noise of a path (of each path length).
 STATS_PRIOR_PARAMS = (
-    PRIOR_PARAMS
-    | {
-        "noise_var": config["noise_var"],
-        "path_length": config["resample"]["path_length"],
-    }
-    | (
-        {"final_path_length": config["resample"]["final_path_length"]}
-        if len(resample_path_lengths(config)) > 1
-        else {}
-    )
+    PRIOR_PARAMS | {"noise_var": config["noise_var"]} | resample_settings("path_length")
     if PRIOR_PARAMS
     else {}
 )
@@ -87,16 +90,6 @@ def run_identity(wildcards):
 
 def short_run_identity(wildcards):
     return short_run_config(config, wildcards.M, wildcards.seed).to_dict()
-
-
-def resample_settings(*keys):
-    """The resampling settings a rule reads, and only those (plot_dims reruns no sampler).
-    With ``path_length``, the final checkpoint's path length when it is longer: a config
-    whose paths all have one length keeps its params."""
-    settings = {key: config["resample"][key] for key in keys}
-    if "path_length" in keys and len(resample_path_lengths(config)) > 1:
-        settings["final_path_length"] = config["resample"]["final_path_length"]
-    return settings
 
 
 def pool_file(wildcards):

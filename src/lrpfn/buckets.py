@@ -122,17 +122,25 @@ class BarDistribution(torch.nn.Module):
 
     def log_prob(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Log density at y, shape broadcast(logits.shape[:-1], y.shape)."""
-        b, widths, s_left, s_right = self._geometry(logits.dtype)
         logits, y = _broadcast(logits, y)
         log_p = torch.log_softmax(logits, dim=-1)
         idx = self._bucket_index(y)
-        log_p_bucket = log_p.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+        return log_p.gather(-1, idx.unsqueeze(-1)).squeeze(-1) + self._log_shape(idx, y)
+
+    def log_prob_grid(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Log density at every point of a grid per prediction: y (..., G) for logits (..., n),
+        (..., G); the bucket probabilities are normalised once per prediction, not per point."""
+        idx = self._bucket_index(y)
+        return torch.log_softmax(logits, dim=-1).gather(-1, idx) + self._log_shape(idx, y)
+
+    def _log_shape(self, idx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The log density of y within its bucket ``idx``, given the bucket."""
+        b, widths, s_left, s_right = self._geometry(y.dtype)
         n = self.n_buckets
         inner = -torch.log(widths)[idx]
         left = _LOG_2_OVER_SQRT_2PI - torch.log(s_left) - 0.5 * ((b[1] - y) / s_left) ** 2
         right = _LOG_2_OVER_SQRT_2PI - torch.log(s_right) - 0.5 * ((y - b[n - 1]) / s_right) ** 2
-        shape = torch.where(idx == 0, left, torch.where(idx == n - 1, right, inner))
-        return log_p_bucket + shape
+        return torch.where(idx == 0, left, torch.where(idx == n - 1, right, inner))
 
     def _bucket_moments(self, dtype):
         """Mean and variance of y within each bucket, (n,) each."""
@@ -310,6 +318,11 @@ class LocationScaleBar(BarDistribution):
     def log_prob(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         z, scale, logits = self._standardise(outputs, y)
         return super().log_prob(logits, z) - torch.log(scale)
+
+    def log_prob_grid(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loc, scale, logits = self.split(outputs)
+        z = (torch.as_tensor(y, dtype=outputs.dtype, device=outputs.device) - loc.unsqueeze(-1)) / scale.unsqueeze(-1)
+        return super().log_prob_grid(logits, z) - torch.log(scale).unsqueeze(-1)
 
     def cdf(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         z, _, logits = self._standardise(outputs, y)

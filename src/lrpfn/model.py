@@ -202,9 +202,10 @@ class PFN(nn.Module):
 
     # --- incremental inference over a pair cache -------------------------------------
 
-    def new_cache(self, batch_size: int, capacity: int) -> KVCache:
+    def new_cache(self, batch_size: int, capacity: int, queries: int = 1) -> KVCache:
+        """A cache for ``capacity`` pairs per sequence that predicts at up to ``queries`` queries per call."""
         p = next(self.parameters())
-        return KVCache(self.config, batch_size, capacity, device=p.device, dtype=p.dtype)
+        return KVCache(self.config, batch_size, capacity, device=p.device, dtype=p.dtype, scratch=queries)
 
     def step(self, cache: KVCache, x_query: torch.Tensor | None = None, x_pair=None, y_pair=None):
         """Predict at new queries and/or append new pairs to ``cache``.

@@ -1,0 +1,334 @@
+"""The premise of predictive resampling, measured: is a predictor's sequence of predictives a
+martingale, and is it exchangeable in the data? (docs/design.md §13)
+
+Predictive resampling reads a prior or a posterior out of a predictor only if, at a fixed query
+x*, the predictive expected after one more sampled pair equals today's: ``E[q_{n+k}(. | x*)] =
+q_n(. | x*)`` when the pairs n+1 … n+k are drawn from the predictor itself (x ~ N(0, I), y from
+its predictive). Exact Bayes satisfies it by construction and its predictive does not depend
+on the order of the data; a trained PFN satisfies neither by construction. The read-outs here
+run any predictor through one interface, :class:`Sequences` — the PFN through its pair cache
+(:class:`ModelSequences`), an exact predictor through its posterior state
+(:class:`ExactSequences`) — so the PFN and its exact reference are measured by the same code:
+
+* :func:`martingale` — for each prompt and query, S continuations of k pairs: the drift of the
+  predictive mean, ``mean_S(m_{n+k}) - m_n``; the drift of the variance, ``mean_S(v_{n+k} +
+  (m_{n+k} - m_n)^2) - v_n`` (the variance of the continuations' average predictive about
+  today's mean; zero in expectation for a martingale), each with its standard error over the
+  continuations; and ``KL(q_n || mean_S q_{n+k})`` by quadrature. The average of S densities
+  stands in for the expectation, which biases the KL upwards; the exact predictor's value from
+  the same S is that bias's floor.
+* :func:`exchangeability` — ``KL(q(. | prompt) || q(. | permuted prompt))`` for random
+  permutations of each prompt's pairs: zero to float precision for an exact predictor.
+
+Densities are compared on Gauss–Legendre nodes over today's predictive's span (:func:`nodes`),
+so the same quadrature serves every head and every exact predictive.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .bayes import LOG_2PI, NormalMixture
+from .buckets import BarDistribution, categorical
+from .exact import ExactPredictor
+from .model import PFN
+
+__all__ = [
+    "ExactSequences",
+    "HeadPredictions",
+    "MixturePredictions",
+    "ModelSequences",
+    "Predictions",
+    "Sequences",
+    "exchangeability",
+    "kl_on_nodes",
+    "martingale",
+    "nodes",
+]
+
+_NODES, _WEIGHTS = (torch.from_numpy(v) for v in np.polynomial.legendre.leggauss(4))
+_ELEMENTS = 1 << 24  # the largest (rows x nodes x components) block a mixture density evaluates at once
+
+
+# --- predictives at a batch of queries ------------------------------------------------------------
+
+
+class Predictions(ABC):
+    """Predictive distributions over y for a batch of (sequence, query), batch shape (B, Q)."""
+
+    @property
+    @abstractmethod
+    def mean(self) -> torch.Tensor: ...
+
+    @property
+    @abstractmethod
+    def variance(self) -> torch.Tensor: ...
+
+    @abstractmethod
+    def log_density(self, y: torch.Tensor) -> torch.Tensor:
+        """log q(y) at points y (B, Q, G) of each prediction's own grid: (B, Q, G) float64."""
+
+    @abstractmethod
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One draw per prediction, (B, Q)."""
+
+    def kinks(self) -> torch.Tensor | None:
+        """Where each density jumps, (B, Q, J), or None where it is smooth."""
+        return None
+
+
+@dataclass(frozen=True)
+class HeadPredictions(Predictions):
+    """A PFN's predictives: its output head applied to outputs (B, Q, n_outputs)."""
+
+    head: BarDistribution
+    outputs: torch.Tensor
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.head.mean(self.outputs.double())
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.head.variance(self.outputs.double())
+
+    def log_density(self, y: torch.Tensor) -> torch.Tensor:
+        return self.head.log_prob_grid(self.outputs.double(), y.double())
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.head.sample(self.outputs, generator=generator)
+
+    def kinks(self) -> torch.Tensor:
+        return self.head.kinks(self.outputs.double())
+
+
+@dataclass(frozen=True)
+class MixturePredictions(Predictions):
+    """Exact predictives: Gaussian mixtures over y with (B, Q, C) log weights, means and variances."""
+
+    mixture: NormalMixture
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.mixture.mean
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.mixture.variance
+
+    def log_density(self, y: torch.Tensor) -> torch.Tensor:
+        m = self.mixture
+        rows = y.shape[0]
+        chunk = max(1, _ELEMENTS // max(1, y[0].numel() * m.means.shape[-1]))
+        parts = []
+        for i in range(0, rows, chunk):
+            lw, mu, var = (v[i : i + chunk].unsqueeze(-2) for v in (m.log_weights, m.means, m.variances))
+            z = y[i : i + chunk].double().unsqueeze(-1)
+            parts.append(torch.logsumexp(lw - 0.5 * (LOG_2PI + var.log() + (z - mu) ** 2 / var), -1))
+        return torch.cat(parts)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        m = self.mixture
+        shape = m.means.shape[:-1]
+        component = categorical(m.log_weights.reshape(-1, m.means.shape[-1]), generator).reshape(shape).unsqueeze(-1)
+        noise = torch.randn(shape, generator=generator, device=m.means.device, dtype=torch.float64)
+        return m.means.gather(-1, component).squeeze(-1) + m.variances.gather(-1, component).squeeze(-1).sqrt() * noise
+
+
+# --- a predictor over a batch of growing sequences ------------------------------------------------
+
+
+class Sequences(ABC):
+    """A predictor conditioned on a batch of B sequences, pair by pair."""
+
+    @abstractmethod
+    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Append pairs x (B, P, D), y (B, P) to every sequence, in order."""
+
+    @abstractmethod
+    def predict(self, query: torch.Tensor) -> Predictions:
+        """The predictive at each query (B, Q, D) given each sequence's pairs so far."""
+
+
+class ModelSequences(Sequences):
+    """A PFN over a batch of sequences through its pair key/value cache: up to ``capacity``
+    pairs per sequence, predictions at up to ``queries`` queries per call."""
+
+    def __init__(self, model: PFN, head: BarDistribution, batch: int, capacity: int, queries: int = 1):
+        self.model, self.head = model.eval(), head
+        self.cache = model.new_cache(batch, capacity, queries)
+        self.dtype = next(model.parameters()).dtype
+
+    @torch.no_grad()
+    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.model.step(self.cache, x_pair=x.to(self.dtype), y_pair=y.to(self.dtype))
+
+    @torch.no_grad()
+    def predict(self, query: torch.Tensor) -> HeadPredictions:
+        return HeadPredictions(self.head, self.model.step(self.cache, x_query=query.to(self.dtype)))
+
+
+class ExactSequences(Sequences):
+    """An exact predictor over a batch of sequences through its posterior state (float64)."""
+
+    def __init__(self, predictor: ExactPredictor, batch: int):
+        self.state = predictor.start(batch)
+
+    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x, y = x.double(), y.double()
+        for i in range(x.shape[1]):
+            self.state.observe(x[:, i], y[:, i])
+
+    def predict(self, query: torch.Tensor) -> MixturePredictions:
+        parts = [self.state.predictive(query[:, q].double()) for q in range(query.shape[1])]
+        return MixturePredictions(
+            NormalMixture(*(torch.stack([getattr(p, name) for p in parts], 1) for name in _FIELDS))
+        )
+
+
+_FIELDS = ("log_weights", "means", "variances")
+
+
+# --- quadrature -----------------------------------------------------------------------------------
+
+
+def nodes(predictions: Predictions, pieces: int = 256, sds: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gauss–Legendre nodes and weights over each prediction's span, mean ± ``sds`` sd, in
+    ``pieces`` equal pieces further split at the density's kinks (a head's bucket borders, so
+    that it is smooth on every piece), 4 nodes each: two (B, Q, G) float64 tensors."""
+    mean, sd = predictions.mean.double(), predictions.variance.double().sqrt()
+    lo, hi = (mean - sds * sd).unsqueeze(-1), (mean + sds * sd).unsqueeze(-1)
+    edges = lo + (hi - lo) * torch.linspace(0, 1, pieces + 1, dtype=torch.float64)
+    kinks = predictions.kinks()
+    if kinks is not None:  # kinks outside the span become empty pieces at its ends
+        edges = torch.sort(torch.cat([edges, torch.minimum(torch.maximum(kinks, lo), hi)], -1), -1).values
+    left, width = edges[..., :-1, None], edges.diff(dim=-1).unsqueeze(-1)
+    points = left + width * (_NODES + 1) / 2
+    weights = (width * _WEIGHTS / 2).expand_as(points)
+    return points.flatten(-2), weights.flatten(-2)
+
+
+def kl_on_nodes(log_p: torch.Tensor, log_q: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``KL(p || q) = ∫ p (log p - log q)`` from log densities on quadrature nodes (..., G)."""
+    return (weights * log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+# --- the read-outs --------------------------------------------------------------------------------
+
+
+@dataclass
+class Martingale:
+    """Per prompt (B), query (Q) and horizon k (H): the drifts, their standard errors over the
+    S continuations, and the KL from today's predictive to the continuations' average."""
+
+    horizons: list[int]
+    mean_drift: torch.Tensor  # (B, Q, H)
+    mean_drift_se: torch.Tensor
+    var_drift: torch.Tensor
+    var_drift_se: torch.Tensor
+    kl: torch.Tensor
+    mean: torch.Tensor  # (B, Q): today's predictive mean and variance
+    variance: torch.Tensor
+
+
+def martingale(
+    make: Callable[[int], Sequences],
+    prompt_x: torch.Tensor,
+    prompt_y: torch.Tensor,
+    queries: torch.Tensor,
+    continuations: int,
+    horizons: list[int],
+    generator: torch.Generator | None = None,
+    pieces: int = 256,
+) -> Martingale:
+    """The martingale read-out of the predictor ``make(batch) -> Sequences`` at prompts x (B, n, D),
+    y (B, n) and queries (B, Q, D), with ``continuations`` (S) sampled continuations per prompt
+    and the predictives compared after each horizon k of ``horizons`` (sorted, each ≥ 1).
+
+    Each continuation draws x ~ N(0, I_D) and y from the predictor's own predictive at x, pair by
+    pair, from ``generator``; the read-out is the module doc's."""
+    if not horizons or sorted(horizons) != list(horizons) or horizons[0] < 1:
+        raise ValueError(f"horizons must be increasing positive integers, got {horizons}")
+    b, n, d = prompt_x.shape
+    s = continuations
+    if s < 2:
+        raise ValueError(f"continuations must be at least 2 (standard errors), got {s}")
+    sequences = make(b * s)
+    if n:
+        sequences.observe(prompt_x.repeat_interleave(s, 0), prompt_y.repeat_interleave(s, 0))
+    many = queries.repeat_interleave(s, 0)
+    today = _first_of_groups(sequences.predict(many), s)  # every continuation starts at the prompt
+    mean0, var0 = today.mean, today.variance
+    points, weights = nodes(today, pieces)
+    log_p = today.log_density(points)
+    out = {key: [] for key in ("mean_drift", "mean_drift_se", "var_drift", "var_drift_se", "kl")}
+    step = 0
+    for k in horizons:
+        while step < k:
+            x = torch.randn(b * s, 1, d, generator=generator, dtype=prompt_x.dtype)
+            y = sequences.predict(x).sample(generator)
+            sequences.observe(x, y)
+            step += 1
+        later = sequences.predict(many)
+        mean, var = later.mean.reshape(b, s, -1), later.variance.reshape(b, s, -1)
+        shift = mean - mean0.unsqueeze(1)
+        spread = var + shift**2 - var0.unsqueeze(1)
+        out["mean_drift"].append(shift.mean(1))
+        out["mean_drift_se"].append(shift.std(1) / math.sqrt(s))
+        out["var_drift"].append(spread.mean(1))
+        out["var_drift_se"].append(spread.std(1) / math.sqrt(s))
+        log_q = later.log_density(points.repeat_interleave(s, 0)).reshape(b, s, *points.shape[1:])
+        log_mix = torch.logsumexp(log_q, 1) - math.log(s)
+        out["kl"].append(kl_on_nodes(log_p, log_mix, weights))
+    return Martingale(list(horizons), **{key: torch.stack(v, -1) for key, v in out.items()}, mean=mean0, variance=var0)
+
+
+@dataclass
+class Exchangeability:
+    """Per prompt (B) and query (Q): the mean and largest KL over the permutations."""
+
+    mean_kl: torch.Tensor  # (B, Q)
+    max_kl: torch.Tensor
+
+
+def exchangeability(
+    make: Callable[[int], Sequences],
+    prompt_x: torch.Tensor,
+    prompt_y: torch.Tensor,
+    queries: torch.Tensor,
+    permutations: int,
+    generator: torch.Generator | None = None,
+    pieces: int = 256,
+) -> Exchangeability:
+    """``KL(q(. | prompt) || q(. | permuted prompt))`` at queries (B, Q, D) for ``permutations``
+    random orders of each prompt's pairs x (B, n, D), y (B, n) (the predictor ``make(batch) ->
+    Sequences``, as for :func:`martingale`)."""
+    b, n, _ = prompt_x.shape
+    p = permutations
+    order = torch.stack([torch.randperm(n, generator=generator) for _ in range(b * p)]).reshape(b, p, n)
+    order = torch.cat([torch.arange(n).expand(b, 1, n), order], 1)  # the given order first
+    index = order.reshape(b * (p + 1), n)
+    x = prompt_x.repeat_interleave(p + 1, 0).gather(1, index.unsqueeze(-1).expand(-1, -1, prompt_x.shape[2]))
+    y = prompt_y.repeat_interleave(p + 1, 0).gather(1, index)
+    sequences = make(b * (p + 1))
+    sequences.observe(x, y)
+    predictions = sequences.predict(queries.repeat_interleave(p + 1, 0))
+    given = _first_of_groups(predictions, p + 1)
+    points, weights = nodes(given, pieces)
+    log_all = predictions.log_density(points.repeat_interleave(p + 1, 0)).reshape(b, p + 1, *points.shape[1:])
+    kl = kl_on_nodes(log_all[:, :1], log_all[:, 1:], weights.unsqueeze(1))  # (B, P, Q)
+    return Exchangeability(mean_kl=kl.mean(1), max_kl=kl.max(1).values)
+
+
+def _first_of_groups(predictions: Predictions, size: int) -> Predictions:
+    """The predictions of every ``size``-th sequence (the first of each group)."""
+    if isinstance(predictions, HeadPredictions):
+        return HeadPredictions(predictions.head, predictions.outputs[::size])
+    m = predictions.mixture
+    return MixturePredictions(NormalMixture(m.log_weights[::size], m.means[::size], m.variances[::size]))

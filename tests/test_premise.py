@@ -1,0 +1,156 @@
+"""The premise read-outs (lrpfn.premise) on exact predictors, negative controls and small PFNs."""
+
+import math
+
+import pytest
+import torch
+
+from lrpfn.bayes import NormalMixture
+from lrpfn.buckets import build_head
+from lrpfn.controls import ForgettingRidge, InflatedRidge, TemperedRidge
+from lrpfn.exact import Ridge
+from lrpfn.model import PFN, ModelConfig
+from lrpfn.premise import (
+    ExactSequences,
+    HeadPredictions,
+    MixturePredictions,
+    ModelSequences,
+    exchangeability,
+    kl_on_nodes,
+    martingale,
+    nodes,
+)
+from lrpfn.priors import StandardGaussian
+
+DIM, NOISE = 4, 0.125
+
+
+def prompts(seed: int, batch: int = 64, length: int = 4, queries: int = 1, dtype=torch.float64):
+    """Prompts from the Gaussian prior and query inputs, with the generator that continues them."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(batch, DIM, generator=g, dtype=torch.float64)
+    x = torch.randn(batch, length, DIM, generator=g, dtype=torch.float64)
+    y = (x @ w.unsqueeze(-1)).squeeze(-1) + NOISE**0.5 * torch.randn(batch, length, generator=g, dtype=torch.float64)
+    q = torch.randn(batch, queries, DIM, generator=g, dtype=torch.float64)
+    return x.to(dtype), y.to(dtype), q.to(dtype), g
+
+
+def pooled_z(drift: torch.Tensor, se: torch.Tensor) -> torch.Tensor:
+    """The drift summed over independent prompts (one query each) in units of its standard error, per horizon."""
+    return drift.sum((0, 1)) / se.pow(2).sum((0, 1)).sqrt()
+
+
+def mixture(means, variances) -> MixturePredictions:
+    means = torch.as_tensor(means, dtype=torch.float64).reshape(1, 1, 1)
+    variances = torch.as_tensor(variances, dtype=torch.float64).reshape(1, 1, 1)
+    return MixturePredictions(NormalMixture(torch.zeros_like(means), means, variances))
+
+
+def test_quadrature_gives_the_gaussian_kl_in_closed_form():
+    p, q = mixture(0.4, 0.8), mixture(-0.3, 1.7)
+    points, weights = nodes(p)
+    kl = kl_on_nodes(p.log_density(points), q.log_density(points), weights).item()
+    exact = 0.5 * (math.log(1.7 / 0.8) + (0.8 + 0.7**2) / 1.7 - 1)
+    assert kl == pytest.approx(exact, abs=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["bar", "location_scale"])
+def test_head_densities_integrate_to_one_on_the_nodes(kind):
+    head = build_head(kind, 64, NOISE, StandardGaussian(DIM))
+    outputs = torch.randn(8, 3, head.n_outputs, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    predictions = HeadPredictions(head, outputs)
+    points, weights = nodes(predictions)
+    mass = (weights * predictions.log_density(points).exp()).sum(-1)
+    # Pieces split at the bucket borders: exact but for the tails beyond 10 sd (measured 3.5e-13;
+    # unsplit pieces left 0.07).
+    torch.testing.assert_close(mass, torch.ones_like(mass), rtol=0, atol=1e-9)
+
+
+def test_exact_ridge_is_a_martingale_and_the_tempered_posterior_is_not():
+    """Likelihood to the power 1/2: the mean moves as Bayes's (no drift), the variance does not.
+    Pooled over 64 independent prompts, the exact predictor's drifts are N(0, 1) in SE units
+    (|z| ≤ 2.0 over seeds 0-3); the tempered one's variance drift at k = 16 was -7.6 to -12.1 SE."""
+    horizons = [1, 16]
+    x, y, q, g = prompts(0)
+    exact = martingale(lambda b: ExactSequences(Ridge(DIM, NOISE), b), x, y, q, 200, horizons, g)
+    x, y, q, g = prompts(0)
+    tempered = martingale(lambda b: ExactSequences(TemperedRidge(DIM, NOISE, 0.5), b), x, y, q, 200, horizons, g)
+    assert pooled_z(exact.mean_drift, exact.mean_drift_se).abs().max() < 4
+    assert pooled_z(exact.var_drift, exact.var_drift_se).abs().max() < 4
+    assert pooled_z(tempered.mean_drift, tempered.mean_drift_se).abs().max() < 4
+    assert pooled_z(tempered.var_drift, tempered.var_drift_se)[-1] < -5
+    # The KL of the S-sample average grows with k for both (the floor); tempering adds to it.
+    assert tempered.kl[..., -1].mean() > 1.5 * exact.kl[..., -1].mean()
+
+
+def test_inflated_variance_is_still_a_martingale():
+    """Every draw 1.5 x as noisy, the posterior over w exact: all moments scale together, so the
+    read-out cannot tell it from Bayes (coverage does)."""
+    x, y, q, g = prompts(1)
+    inflated = martingale(lambda b: ExactSequences(InflatedRidge(DIM, NOISE, 1.5), b), x, y, q, 200, [4], g)
+    assert pooled_z(inflated.var_drift, inflated.var_drift_se).abs().max() < 4
+    state = Ridge(DIM, NOISE).start(64)
+    for i in range(x.shape[1]):
+        state.observe(x[:, i], y[:, i])
+    torch.testing.assert_close(inflated.variance, 1.5 * state.predictive(q[:, 0]).variances)
+
+
+def test_exact_predictor_is_exchangeable_and_forgetting_is_not():
+    x, y, q, g = prompts(2, batch=16, length=8, queries=2)
+    exact = exchangeability(lambda b: ExactSequences(Ridge(DIM, NOISE), b), x, y, q, 20, g)
+    forgetting = exchangeability(lambda b: ExactSequences(ForgettingRidge(DIM, NOISE, 0.7), b), x, y, q, 20, g)
+    assert exact.max_kl.abs().max() <= 1e-10
+    assert forgetting.mean_kl.mean() > 1e-3  # measured 0.016-0.020 over three seeds
+    assert (forgetting.max_kl >= forgetting.mean_kl).all()
+
+
+def small_pfn(layers: int, kind: str = "location_scale"):
+    torch.manual_seed(0)
+    config = ModelConfig(dim=DIM, n_buckets=32, d_model=32, n_layers=layers, n_heads=2, d_mlp=64, head=kind)
+    model = PFN(config).eval()
+    with torch.no_grad():  # non-trivial weights, so the context matters
+        for p in model.parameters():
+            p.normal_(0, 0.2)
+    return model, build_head(kind, 32, NOISE, StandardGaussian(DIM))
+
+
+@pytest.mark.parametrize("kind", ["bar", "location_scale"])
+def test_model_sequences_predict_what_the_full_forward_does(kind):
+    model, head = small_pfn(2, kind)
+    x, y, q, _ = prompts(3, batch=8, length=6, queries=3, dtype=torch.float32)
+    sequences = ModelSequences(model, head, 8, 6, queries=3)
+    sequences.observe(x, y)
+    outputs = sequences.predict(q).outputs
+    for j in range(3):
+        full = model(torch.cat([x, q[:, j : j + 1]], 1), torch.cat([y, torch.zeros(8, 1)], 1))[:, -1]
+        torch.testing.assert_close(outputs[:, j], full, rtol=0, atol=1e-5)
+
+
+def test_order_leaks_into_a_pfn_only_through_depth():
+    """With one layer the query reads the pairs' embeddings, which do not depend on the order;
+    from two layers on a pair token has attended to the pairs before it."""
+    x, y, q, g = prompts(4, batch=8, length=8, queries=2, dtype=torch.float32)
+    kl = {}
+    for layers in (1, 2):
+        model, head = small_pfn(layers)
+        readout = exchangeability(lambda b, m=model, h=head: ModelSequences(m, h, b, 8, queries=2), x, y, q, 10, g)
+        kl[layers] = readout.mean_kl.mean().item()
+    assert abs(kl[1]) < 1e-8
+    assert kl[2] > 1e-4
+
+
+def test_martingale_read_out_runs_a_pfn_through_its_cache():
+    model, head = small_pfn(2)
+    x, y, q, g = prompts(5, batch=4, length=3, queries=2, dtype=torch.float32)
+    readout = martingale(lambda b: ModelSequences(model, head, b, 3 + 4, queries=2), x, y, q, 16, [1, 4], g)
+    assert readout.kl.shape == readout.mean_drift.shape == (4, 2, 2)
+    assert torch.isfinite(readout.var_drift).all() and (readout.kl > -1e-9).all()
+
+
+def test_horizons_and_continuations_are_checked():
+    x, y, q, g = prompts(6, batch=2)
+    make = lambda b: ExactSequences(Ridge(DIM, NOISE), b)
+    with pytest.raises(ValueError, match="horizons"):
+        martingale(make, x, y, q, 8, [4, 1], g)
+    with pytest.raises(ValueError, match="continuations"):
+        martingale(make, x, y, q, 1, [1], g)

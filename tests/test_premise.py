@@ -1,11 +1,13 @@
 """The premise read-outs (lrpfn.premise) on exact predictors, negative controls and small PFNs."""
 
+import functools
 import math
 
 import pytest
 import torch
+from scipy import stats
 
-from lrpfn.bayes import NormalMixture
+from lrpfn.bayes import NormalMixture, ridge_posterior
 from lrpfn.buckets import build_head
 from lrpfn.controls import ForgettingRidge, InflatedRidge, TemperedRidge
 from lrpfn.exact import Ridge
@@ -19,8 +21,11 @@ from lrpfn.premise import (
     kl_on_nodes,
     martingale,
     nodes,
+    posterior_intervals,
+    resampled_coverage,
 )
 from lrpfn.priors import StandardGaussian
+from lrpfn.resample import resample_by_task, resample_exact
 
 DIM, NOISE = 4, 0.125
 
@@ -154,3 +159,59 @@ def test_horizons_and_continuations_are_checked():
         martingale(make, x, y, q, 8, [4, 1], g)
     with pytest.raises(ValueError, match="continuations"):
         martingale(make, x, y, q, 1, [1], g)
+
+
+def coverage_tasks(seed: int, tasks: int, length: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(tasks, DIM, generator=g, dtype=torch.float64)
+    x = torch.randn(tasks, length, DIM, generator=g, dtype=torch.float64)
+    y = (x @ w.unsqueeze(-1)).squeeze(-1) + NOISE**0.5 * torch.randn(tasks, length, generator=g, dtype=torch.float64)
+    return w, x, y
+
+
+def test_exact_posterior_intervals_cover_at_the_nominal_rate():
+    """On 4000 tasks from the prior (16000 coordinates) a coverage's SE is 0.004 at 50 % and
+    0.0024 at 90 %; the quantiles match the Gaussian's (measured 1.1e-12)."""
+    w, x, y = coverage_tasks(7, 4000)
+    lower, upper = posterior_intervals(Ridge(DIM, NOISE), x, y, [0.5, 0.9])
+    mean, cov = ridge_posterior(x, y, NOISE)
+    sd = cov.diagonal(dim1=-2, dim2=-1).sqrt()
+    torch.testing.assert_close(upper[:, 1], mean + stats.norm.ppf(0.95) * sd, rtol=0, atol=1e-11)
+    torch.testing.assert_close(lower[:, 0], mean - stats.norm.ppf(0.75) * sd, rtol=0, atol=1e-11)
+    covers = ((lower <= w.unsqueeze(1)) & (w.unsqueeze(1) <= upper)).double().mean((0, 2))
+    assert abs(covers[0] - 0.5) < 4 * 0.004 and abs(covers[1] - 0.9) < 4 * 0.0024
+
+
+def test_inflated_predictive_overcovers_beyond_the_reference():
+    """1.5 x the exact variance widens every resampled interval: over 500 tasks x 4 coordinates
+    its 90 % coverage exceeded the reference's by 14.6-17.0 paired SE at 1000 tasks (seeds 0-2);
+    the exact step-by-step resampler, the same distribution as the reference's, within 2.1 SE."""
+    w, x, y = coverage_tasks(8, 500)
+    args = (w, x, y, 100, 16, [0.5, 0.9])
+    reference = resampled_coverage(functools.partial(resample_by_task, Ridge(DIM, NOISE)), *args, seed=3)
+    inflated = resampled_coverage(functools.partial(resample_exact, InflatedRidge(DIM, NOISE, 1.5)), *args, seed=3)
+    same = resampled_coverage(functools.partial(resample_exact, Ridge(DIM, NOISE)), *args, seed=3)
+
+    def paired_z(a, b):
+        diff = (a["covers"].double() - b["covers"].double())[:, 1].flatten()
+        return (diff.mean() / diff.std() * len(diff) ** 0.5).item()
+
+    assert paired_z(inflated, reference) > 5
+    assert abs(paired_z(same, reference)) < 4
+    assert (inflated["width"].mean() / reference["width"].mean()).item() == pytest.approx(1.5**0.5, rel=0.05)
+    assert reference["spread"].shape == (500, DIM)
+
+
+def test_samplers_take_one_prefix_per_group_of_paths():
+    """Three prefixes, each of 400 consecutive paths: every path starts with its own, and each
+    group's mean w_hat is its posterior mean (24-point paths; 4 SE)."""
+    _, x, y = coverage_tasks(9, 3)
+    inputs = torch.randn(1200, 20, DIM, generator=torch.Generator().manual_seed(0))
+    out = resample_by_task(Ridge(DIM, NOISE), inputs, x, y, torch.Generator().manual_seed(1))
+    assert torch.equal(out.x[:, :4], x.repeat_interleave(400, 0))
+    w_hat = out.w_hat.reshape(3, 400, DIM)
+    mean, _ = ridge_posterior(x, y, NOISE)
+    se = w_hat.std(1) / 400**0.5
+    assert ((w_hat.mean(1) - mean).abs() < 4 * se + 0.02).all()
+    with pytest.raises(ValueError, match="split evenly"):
+        resample_exact(Ridge(DIM, NOISE), inputs[:1000], x, y)

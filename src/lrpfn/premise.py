@@ -332,3 +332,81 @@ def _first_of_groups(predictions: Predictions, size: int) -> Predictions:
         return HeadPredictions(predictions.head, predictions.outputs[::size])
     m = predictions.mixture
     return MixturePredictions(NormalMixture(m.log_weights[::size], m.means[::size], m.variances[::size]))
+
+
+# --- coverage of the true task by resampled posteriors ---------------------------------------------
+
+
+def interval_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: list[float]) -> dict[str, torch.Tensor]:
+    """Central intervals of ``samples`` (T, P, D) at each level: whether each holds ``truth``
+    (T, D), and its width; two (T, L, D) tensors."""
+    q = torch.tensor([(1 - level) / 2 for level in levels] + [(1 + level) / 2 for level in levels], dtype=samples.dtype)
+    bounds = torch.quantile(samples, q, dim=1)  # (2L, T, D)
+    lower, upper = bounds[: len(levels)].transpose(0, 1), bounds[len(levels) :].transpose(0, 1)
+    truth = truth.unsqueeze(1).to(samples.dtype)
+    return {"covers": (lower <= truth) & (truth <= upper), "width": upper - lower}
+
+
+def posterior_intervals(predictor: ExactPredictor, x: torch.Tensor, y: torch.Tensor, levels: list[float]):
+    """Central intervals of each coordinate of w under ``predictor``'s exact posterior given each
+    prefix x (T, n, D), y (T, n): lower and upper, (T, L, D) each. A coordinate's marginal is a
+    Gaussian mixture; its quantiles are found by bisection of the mixture's cdf (to 1e-10 of
+    its span)."""
+    log_weights, means, covs = predictor.posterior(x.double(), y.double())
+    sds = covs.diagonal(dim1=-2, dim2=-1).clamp_min(1e-300).sqrt()  # (T, C, D)
+    weights = log_weights.exp().unsqueeze(-1)  # (T, C, 1)
+    probs = torch.tensor(
+        [(1 - level) / 2 for level in levels] + [(1 + level) / 2 for level in levels], dtype=torch.float64
+    )
+    span = (means.abs() + 40 * sds).amax(1)  # (T, D): every component's mass inside ±span
+    lo = (-span).unsqueeze(1).expand(-1, len(probs), -1).clone()
+    hi = span.unsqueeze(1).expand(-1, len(probs), -1).clone()
+    target = probs.view(1, -1, 1)
+    means, sds, weights = means.unsqueeze(1), sds.unsqueeze(1), weights.unsqueeze(1)  # (T, 1, C, D)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        cdf = (weights * torch.special.ndtr((mid.unsqueeze(2) - means) / sds)).sum(2)
+        below = cdf < target
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        if ((hi - lo) <= 1e-13 * span.unsqueeze(1)).all():
+            break
+    bounds = (lo + hi) / 2
+    return bounds[:, : len(levels)], bounds[:, len(levels) :]
+
+
+def resampled_coverage(
+    sampler: Callable,
+    w: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_paths: int,
+    path_length: int,
+    levels: list[float],
+    seed: int,
+    chunk: int = 20_000,
+) -> dict[str, torch.Tensor]:
+    """Resample the posterior of each of T tasks from its prefix x (T, n, D), y (T, n) with
+    ``n_paths`` paths of ``path_length`` points and read the central intervals of ``w_hat`` at
+    each level against the task's true w (T, D): ``covers`` and ``width`` (T, L, D) as
+    :func:`interval_coverage`, and ``spread``, the sd of ``w_hat`` per task and coordinate
+    (T, D).
+
+    ``sampler(inputs, prefix_x, prefix_y, generator)`` is a resampler of :mod:`lrpfn.resample`
+    with its predictor bound, taking one prefix per group of ``n_paths`` consecutive paths.
+    The inputs come from ``seed`` alone, so two samplers given the same seed resample along the
+    same x (like for like: ``w_hat`` of a finite path carries least-squares noise of its own);
+    the y are drawn from a generator seeded with ``seed + 1``. Tasks go through in chunks of
+    at most ``chunk`` paths."""
+    tasks, n, dim = x.shape
+    if path_length <= n:
+        raise ValueError(f"path_length {path_length} leaves no step after a prefix of {n} pairs")
+    inputs = torch.randn(tasks * n_paths, path_length - n, dim, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed + 1)
+    per_chunk = max(1, chunk // n_paths)
+    w_hat = []
+    for start in range(0, tasks, per_chunk):
+        stop = min(tasks, start + per_chunk)
+        rows = slice(start * n_paths, stop * n_paths)
+        w_hat.append(sampler(inputs[rows], x[start:stop], y[start:stop], generator).w_hat.cpu())
+    samples = torch.cat(w_hat).reshape(tasks, n_paths, dim)
+    return interval_coverage(samples, w, levels) | {"spread": samples.std(1)}

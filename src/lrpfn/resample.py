@@ -50,17 +50,29 @@ def least_squares(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (torch.linalg.pinv(x) @ y.unsqueeze(-1)).squeeze(-1)
 
 
-def _prefix(prefix_x, prefix_y, n_paths: int, dim: int, device, dtype):
-    """Broadcast an observed prefix (n, D)/(n,) or (B, n, D)/(B, n) to every path."""
+def _stacked(prefix_x, prefix_y, dim: int, device, dtype):
+    """An observed prefix as G stacked prefixes, (G, n, D) and (G, n): none is one of length 0."""
     if prefix_x is None:
-        return torch.zeros(n_paths, 0, dim, device=device, dtype=dtype), torch.zeros(
-            n_paths, 0, device=device, dtype=dtype
-        )
+        return torch.zeros(1, 0, dim, device=device, dtype=dtype), torch.zeros(1, 0, device=device, dtype=dtype)
     px = torch.as_tensor(prefix_x, device=device, dtype=dtype)
     py = torch.as_tensor(prefix_y, device=device, dtype=dtype)
-    if px.ndim == 2:
-        px, py = px.unsqueeze(0), py.unsqueeze(0)
-    return px.expand(n_paths, -1, -1), py.expand(n_paths, -1)
+    return (px.unsqueeze(0), py.unsqueeze(0)) if px.ndim == 2 else (px, py)
+
+
+def _paths_per_prefix(n_paths: int, groups: int) -> int:
+    if n_paths % groups:
+        raise ValueError(f"{n_paths} paths do not split evenly over {groups} prefixes")
+    return n_paths // groups
+
+
+def _prefix(prefix_x, prefix_y, n_paths: int, dim: int, device, dtype):
+    """Broadcast an observed prefix (n, D)/(n,) to every path; G prefixes (G, n, D)/(G, n)
+    each to B / G consecutive paths."""
+    px, py = _stacked(prefix_x, prefix_y, dim, device, dtype)
+    if px.shape[0] in (1, n_paths):
+        return px.expand(n_paths, -1, -1), py.expand(n_paths, -1)
+    repeats = _paths_per_prefix(n_paths, px.shape[0])
+    return px.repeat_interleave(repeats, 0), py.repeat_interleave(repeats, 0)
 
 
 def _model_prefix(model: PFN, n_paths: int, prefix_x, prefix_y):
@@ -176,20 +188,26 @@ def resample_by_task(
     predictor's posterior given the prefix (:meth:`lrpfn.exact.ExactPredictor.posterior`, a
     Gaussian mixture over w: a component by its weight, then its Gaussian; a pool's components
     have zero covariance), then ``y_t = w·x_t + noise`` at every step. The paths have the
-    distribution of :func:`resample_exact`'s; the random numbers differ."""
+    distribution of :func:`resample_exact`'s; the random numbers differ.
+
+    The prefix is one (n, D)/(n,) for every path, or G of them, (G, n, D)/(G, n), each the
+    prefix of B / G consecutive paths (many tasks' posteriors in one call)."""
     n_paths, n_steps, dim = inputs.shape
     inputs, device, dtype = _exact_inputs(inputs, generator)
-    px, py = _prefix(prefix_x, prefix_y, 1, dim, device, dtype)
-    log_weights, means, covs = (v[0].to(device) for v in predictor.posterior(px, py))
+    px, py = _stacked(prefix_x, prefix_y, dim, device, dtype)
+    groups = px.shape[0]
+    per_group = _paths_per_prefix(n_paths, groups)
+    log_weights, means, covs = (v.to(device) for v in predictor.posterior(px, py))
     # A component per path by the inverse cdf of the weights, then w = mean + cov^(1/2) z; the
     # symmetric square root serves singular covariances (a pool's zeros, a spike's zero rows).
-    component = categorical(log_weights.expand(n_paths, -1), generator)
+    group = torch.arange(groups, device=device).repeat_interleave(per_group)
+    component = categorical(log_weights[group], generator)
     values, vectors = torch.linalg.eigh(covs)
     roots = vectors * values.clamp_min(0).sqrt().unsqueeze(-2)
     z = torch.randn(n_paths, dim, generator=generator, device=device, dtype=dtype)
-    w = means[component] + (roots[component] @ z.unsqueeze(-1)).squeeze(-1)
+    w = means[group, component] + (roots[group, component] @ z.unsqueeze(-1)).squeeze(-1)
     noise = torch.randn(n_paths, n_steps, generator=generator, device=device, dtype=dtype)
     y_new = (inputs @ w.unsqueeze(-1)).squeeze(-1) + predictor.noise_var**0.5 * noise
-    xs = torch.cat([px.expand(n_paths, -1, -1), inputs], 1)
-    ys = torch.cat([py.expand(n_paths, -1), y_new], 1)
+    xs = torch.cat([px[group], inputs], 1)
+    ys = torch.cat([py[group], y_new], 1)
     return Resampled(w_hat=least_squares(xs, ys), x=xs, y=ys)

@@ -82,6 +82,10 @@ class Predictions(ABC):
         """Where each density jumps, (B, Q, J), or None where it is smooth."""
         return None
 
+    @abstractmethod
+    def rows(self, index: slice) -> Predictions:
+        """The predictions of the sequences ``index`` selects."""
+
 
 @dataclass(frozen=True)
 class HeadPredictions(Predictions):
@@ -106,6 +110,9 @@ class HeadPredictions(Predictions):
 
     def kinks(self) -> torch.Tensor:
         return self.head.kinks(self.outputs.double())
+
+    def rows(self, index: slice) -> HeadPredictions:
+        return HeadPredictions(self.head, self.outputs[index])
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,10 @@ class MixturePredictions(Predictions):
             z = y[i : i + chunk].double().unsqueeze(-1)
             parts.append(torch.logsumexp(lw - 0.5 * (LOG_2PI + var.log() + (z - mu) ** 2 / var), -1))
         return torch.cat(parts)
+
+    def rows(self, index: slice) -> MixturePredictions:
+        m = self.mixture
+        return MixturePredictions(NormalMixture(m.log_weights[index], m.means[index], m.variances[index]))
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         m = self.mixture
@@ -263,7 +274,7 @@ def martingale(
     if n:
         sequences.observe(prompt_x.repeat_interleave(s, 0), prompt_y.repeat_interleave(s, 0))
     many = queries.repeat_interleave(s, 0)
-    today = _first_of_groups(sequences.predict(many), s)  # every continuation starts at the prompt
+    today = sequences.predict(many).rows(slice(None, None, s))  # every continuation starts at the prompt
     mean0, var0 = today.mean, today.variance
     points, weights = nodes(today, pieces)
     log_p = today.log_density(points)
@@ -283,10 +294,22 @@ def martingale(
         out["mean_drift_se"].append(shift.std(1) / math.sqrt(s))
         out["var_drift"].append(spread.mean(1))
         out["var_drift_se"].append(spread.std(1) / math.sqrt(s))
-        log_q = later.log_density(points.repeat_interleave(s, 0)).reshape(b, s, *points.shape[1:])
-        log_mix = torch.logsumexp(log_q, 1) - math.log(s)
-        out["kl"].append(kl_on_nodes(log_p, log_mix, weights))
+        out["kl"].append(_kl_to_average(later, log_p, points, weights, s))
     return Martingale(list(horizons), **{key: torch.stack(v, -1) for key, v in out.items()}, mean=mean0, variance=var0)
+
+
+def _kl_to_average(later: Predictions, log_p: torch.Tensor, points: torch.Tensor, weights: torch.Tensor, s: int):
+    """``KL(p || mean of the s predictions of each prompt)`` on each prompt's nodes, (B, Q); in
+    chunks of prompts, so that the (prompts, s, Q, G) densities fit in memory."""
+    prompts, per_prompt = points.shape[0], s * points[0].numel()
+    chunk = max(1, _ELEMENTS // per_prompt)
+    parts = []
+    for i in range(0, prompts, chunk):
+        rows = slice(i, min(prompts, i + chunk))
+        at = points[rows].repeat_interleave(s, 0)
+        log_q = later.rows(slice(rows.start * s, rows.stop * s)).log_density(at).reshape(-1, s, *at.shape[1:])
+        parts.append(kl_on_nodes(log_p[rows], torch.logsumexp(log_q, 1) - math.log(s), weights[rows]))
+    return torch.cat(parts)
 
 
 @dataclass
@@ -319,19 +342,11 @@ def exchangeability(
     sequences = make(b * (p + 1))
     sequences.observe(x, y)
     predictions = sequences.predict(queries.repeat_interleave(p + 1, 0))
-    given = _first_of_groups(predictions, p + 1)
+    given = predictions.rows(slice(None, None, p + 1))
     points, weights = nodes(given, pieces)
     log_all = predictions.log_density(points.repeat_interleave(p + 1, 0)).reshape(b, p + 1, *points.shape[1:])
     kl = kl_on_nodes(log_all[:, :1], log_all[:, 1:], weights.unsqueeze(1))  # (B, P, Q)
     return Exchangeability(mean_kl=kl.mean(1), max_kl=kl.max(1).values)
-
-
-def _first_of_groups(predictions: Predictions, size: int) -> Predictions:
-    """The predictions of every ``size``-th sequence (the first of each group)."""
-    if isinstance(predictions, HeadPredictions):
-        return HeadPredictions(predictions.head, predictions.outputs[::size])
-    m = predictions.mixture
-    return MixturePredictions(NormalMixture(m.log_weights[::size], m.means[::size], m.variances[::size]))
 
 
 # --- coverage of the true task by resampled posteriors ---------------------------------------------

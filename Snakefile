@@ -14,6 +14,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/resample.smk"
 include: "workflow/rules/predictive.smk"
+include: "workflow/rules/premise.smk"
 include: "workflow/rules/plots.smk"
 
 

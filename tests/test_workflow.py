@@ -212,6 +212,26 @@ def test_resampling_tables(pipeline):
         assert row.floor_ks == pytest.approx(np.mean([ks_2samp(r, r0).statistic for r in others]), rel=1e-12)
 
 
+def test_premise_tables_hold_the_pfn_beside_exact_bayes(pipeline):
+    tables = pipeline / RESULTS / "tables"
+    martingale = pd.read_parquet(tables / "martingale.parquet")
+    # Every run and resampled checkpoint; the final one's horizons reach its longer paths.
+    assert set(martingale.pool_size) == {"1", "4", "inf"} and sorted(martingale.step.unique()) == [20, 40]
+    final = martingale[martingale.step == 40]
+    assert final.path_length.unique().tolist() == [12] and final.k.max() == 8  # 12 points after 2 pairs: k <= 10
+    assert set(martingale.tasks[martingale.pool_size == "inf"]) == {"true"}
+    assert set(martingale.tasks[martingale.pool_size == "4"]) == {"true", "pool"}
+    assert (martingale[["model_kl", "reference_kl"]] > -1e-9).all().all()
+    exchange = pd.read_parquet(tables / "exchangeability.parquet")
+    assert (exchange.step == 40).all() and sorted(exchange.prompt_length.unique()) == [2, 5]
+    assert exchange.reference_max_kl.abs().max() <= 1e-10  # exact Bayes ignores the order of its data
+    coverage = pd.read_parquet(tables / "coverage.parquet")
+    assert set(coverage.pool_size) == {"1", "inf"} and sorted(coverage.prefix_length.unique()) == [2, 3]
+    assert coverage[["model_coverage", "reference_coverage", "posterior_coverage"]].stack().between(0, 1).all()
+    summary = pd.read_parquet(tables / "premise_summary.parquet")
+    assert len(summary) == 3 and summary.loc[summary.pool_size == "4", "model_coverage"].isna().all()
+
+
 def test_posterior_marginals_name_each_reference_and_the_true_task(pipeline):
     marginals = pd.read_parquet(pipeline / RESULTS / "tables/posterior_marginals.parquet")
     stats = pd.read_parquet(pipeline / RESULTS / "tables/resample_stats.parquet")
@@ -300,13 +320,14 @@ def test_a_new_pool_size_plans_only_its_own_chain_and_the_aggregates(pipeline, t
         "resample_reference": 1,
         "resample_stats": 1,
     }
-    own_chain |= {"eval_set_long": 1, "evaluate_long": 1, "predictive": 1}
+    own_chain |= {"eval_set_long": 1, "evaluate_long": 1, "predictive": 1, "premise": 1}
     aggregates = {
         "aggregate_eval": 1,
         "aggregate_train_log": 1,
         "aggregate_resample": 1,
         "aggregate_in_context": 1,
         "aggregate_predictive": 1,
+        "aggregate_premise": 1,
     }
     figures = {
         "plot_task_diversity": 1,
@@ -316,6 +337,7 @@ def test_a_new_pool_size_plans_only_its_own_chain_and_the_aggregates(pipeline, t
         "plot_posterior_marginals": 1,
         "plot_predictive_density": 1,
         "plot_in_context": 1,
+        "plot_martingale": 1,
         "all": 1,
     }
     assert jobs == own_chain | aggregates | figures
@@ -391,6 +413,12 @@ BAD_CONFIGS = [
     (lambda c: c.update(predictive={"prompt_lengths": [0, 6]}), "predictive.prompt_lengths: 6 pairs leave no query"),
     (lambda c: c.update(predictive={"n_prompts": 65}), "predictive.n_prompts: 65 prompts"),
     (lambda c: c.update(context_length=1, resample={**c["resample"], "prefix_length": 2}), "resample.path_length=1"),
+    (lambda c: c.update(premise={"prompt_lengths": [2, 6]}), "premise.prompt_lengths: 6 pairs leave no query"),
+    (lambda c: c.update(premise={"coverage_tasks": 65}), "premise.coverage_tasks: 65"),
+    (lambda c: c.update(premise={"coverage_prefix_lengths": [6]}), "premise.coverage_prefix_lengths: 6 pairs"),
+    (lambda c: c.update(premise={"coverage_pool_sizes": [16]}), "premise.coverage_pool_sizes: pool size 16 is not"),
+    (lambda c: c.update(premise={"continuations": 1}), "['continuations']"),
+    (lambda c: c.update(premise={"levels": [0.9, 1.0]}), "['levels']"),
 ]
 
 

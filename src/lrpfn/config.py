@@ -454,6 +454,11 @@ def resample_path_lengths(config: dict) -> list[int]:
     return sorted({resample["path_length"], resample["final_path_length"]})
 
 
+def coverage_pool_sizes(config: dict) -> list[str]:
+    """The pool sizes whose runs get the coverage read-out (``premise.coverage_pool_sizes``), formatted."""
+    return [format_pool_size(m) for m in config["premise"]["coverage_pool_sizes"]]
+
+
 def resampled_steps(config: dict) -> list[int]:
     """The checkpoint steps that are resampled: the last ``resample.checkpoints`` of every run."""
     return shared_checkpoint_steps(config)[-config["resample"]["checkpoints"] :]
@@ -474,6 +479,11 @@ def complete(config: dict) -> dict:
     * ``eval.extrapolate_to``: twice the longest trained length (``train.max_length``, else
       ``context_length``);
     * ``predictive.prompt_lengths``: no pair, D pairs, half and all but one of the context.
+    * ``premise.prompt_lengths``: D pairs and all but one of the context;
+    * ``premise.coverage_prefix_lengths``: D pairs (at most one less than the path length)
+      and half the context;
+    * ``premise.coverage_pool_sizes``: 1 and inf, those of ``pool_sizes``;
+    * ``premise.coverage_tasks``: 1000 new tasks, or the evaluation set's size when smaller.
 
     A value the user set stays, and :func:`check_experiment` judges it.
     """
@@ -481,6 +491,11 @@ def complete(config: dict) -> dict:
     config["eval"].setdefault("extrapolate_to", 2 * trained_length(config))
     lengths = sorted({0, min(config["dim"], k - 1), k // 2, k - 1})
     config.setdefault("predictive", {}).setdefault("prompt_lengths", lengths)
+    premise = config.setdefault("premise", {})
+    premise.setdefault("prompt_lengths", sorted({min(config["dim"], k - 1), k - 1}))
+    premise.setdefault("coverage_prefix_lengths", sorted({max(1, min(config["dim"], k - 1)), max(1, k // 2)}))
+    premise.setdefault("coverage_pool_sizes", [m for m in ("1", "inf") if m in pool_sizes(config)])
+    premise.setdefault("coverage_tasks", min(1000, config["eval"]["n_sequences"]))
     resample = config["resample"]
     resample.setdefault("path_length", config["context_length"])
     resample.setdefault("final_path_length", max(trained_length(config), resample["path_length"]))
@@ -488,6 +503,16 @@ def complete(config: dict) -> dict:
     resample.setdefault("checkpoints", min(4, len(shared_checkpoint_steps(config))))
     resample.setdefault("plot_dims", min(3, config["dim"]))
     return config
+
+
+def _check_pool_size(key: str, value, sizes: list[str]) -> None:
+    """``value`` (at ``key``) names one of the experiment's pool sizes ``sizes``."""
+    try:
+        name = format_pool_size(value)
+    except (ConfigError, ValueError):
+        raise ConfigError(f"{key}: {value!r} is not a pool size") from None
+    if name not in sizes:
+        raise ConfigError(f"{key}: pool size {value} is not in pool_sizes {sizes}")
 
 
 def check_experiment(config: dict) -> None:
@@ -503,12 +528,7 @@ def check_experiment(config: dict) -> None:
         raise ConfigError(f"model.n_heads: {model['n_heads']} does not divide model.d_model={model['d_model']}")
     sizes = [format_pool_size(m) for m in config["pool_sizes"]]
     for key in config.get("overrides", {}):
-        try:
-            name = format_pool_size(key)
-        except (ConfigError, ValueError):
-            raise ConfigError(f"overrides.{key}: not a pool size") from None
-        if name not in sizes:
-            raise ConfigError(f"overrides.{key}: pool size {key} is not in pool_sizes {sizes}")
+        _check_pool_size(f"overrides.{key}", key, sizes)
     train = config["train"]
     if train["checkpoints"] > train["steps"]:
         raise ConfigError(
@@ -555,6 +575,25 @@ def check_experiment(config: dict) -> None:
             f"predictive.n_prompts: {predictive['n_prompts']} prompts from an evaluation set of "
             f"eval.n_sequences={config['eval']['n_sequences']}"
         )
+    premise = config["premise"]
+    if max(premise["prompt_lengths"]) >= context_length:
+        raise ConfigError(
+            f"premise.prompt_lengths: {max(premise['prompt_lengths'])} pairs leave no query within "
+            f"context_length={context_length}"
+        )
+    for key in ("prompts", "coverage_tasks"):
+        if premise[key] > config["eval"]["n_sequences"]:
+            raise ConfigError(
+                f"premise.{key}: {premise[key]} from an evaluation set of "
+                f"eval.n_sequences={config['eval']['n_sequences']}"
+            )
+    if max(premise["coverage_prefix_lengths"]) >= min(resample["path_length"], context_length + 1):
+        raise ConfigError(
+            f"premise.coverage_prefix_lengths: {max(premise['coverage_prefix_lengths'])} pairs leave no step "
+            f"within resample.path_length={resample['path_length']} (or exceed context_length={context_length})"
+        )
+    for size in premise["coverage_pool_sizes"]:
+        _check_pool_size("premise.coverage_pool_sizes", size, sizes)
     if resample["n_prefixes"] > config["eval"]["n_sequences"]:
         raise ConfigError(
             f"resample.n_prefixes: {resample['n_prefixes']} prefixes from an evaluation set of "

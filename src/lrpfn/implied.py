@@ -28,7 +28,7 @@ from .model import PFN
 from .resample import Resampled, draw_inputs, resample_by_task, resample_model
 from .roles import EXACT
 from .sweep import at_final_step, pool_size_value
-from .tasks import Batch, read_eval_set, w_columns
+from .tasks import Batch, read_run_eval_sets, w_columns
 
 TARGET_KEYS = ["kind", "tasks", "prefix"]
 
@@ -202,10 +202,7 @@ def targets_from_files(
     eval_true: str, eval_pool: str, pool_size: str, n_prefixes: int, prefix_length: int
 ) -> list[Target]:
     """Targets of a run: prefixes from T_true, and from T_M for a finite pool."""
-    eval_sets = {"true": read_eval_set(eval_true)}
-    if pool_size != "inf":
-        eval_sets["pool"] = read_eval_set(eval_pool)
-    return targets(eval_sets, n_prefixes, prefix_length)
+    return targets(read_run_eval_sets(eval_true, eval_pool, pool_size), n_prefixes, prefix_length)
 
 
 MARGINAL_KEYS = ["pool_size", "seed", "step", "path_length", "tasks", "prefix", "dim"]

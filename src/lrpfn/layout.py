@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import string
 
-from .config import checkpoint_steps, pool_sizes, resampled_steps, shared_checkpoint_steps, short_run_config
+from .config import (
+    checkpoint_steps,
+    coverage_pool_sizes,
+    pool_sizes,
+    resampled_steps,
+    shared_checkpoint_steps,
+    short_run_config,
+)
 
 # tasks
 POOL = "tasks/pool_M{M}.parquet"
@@ -36,6 +43,10 @@ RESAMPLE_STATS = "resample/M{M}_seed{seed}_stats.parquet"
 # predictive densities
 PREDICTIVE = "predictive/M{M}_seed{seed}.parquet"
 PREDICTIVE_DENSITY = "predictive/M{M}_seed{seed}_density.parquet"
+# the premise of predictive resampling: martingale, exchangeability, coverage
+MARTINGALE = "premise/M{M}_seed{seed}_martingale.parquet"
+EXCHANGEABILITY = "premise/M{M}_seed{seed}_exchangeability.parquet"
+COVERAGE = "premise/M{M}_seed{seed}_coverage.parquet"
 # what a reader looks at
 TABLE = "tables/{name}.parquet"
 FIGURE = "figures/{name}.{ext}"
@@ -55,8 +66,12 @@ TABLES = [
     "in_context",
     "in_context_seeds",
     "predictive",
+    "martingale",
+    "exchangeability",
+    "coverage",
+    "premise_summary",
 ]
-FIGURES = ["mask", "task_diversity", "losses", "posterior", "in_context"]
+FIGURES = ["mask", "task_diversity", "losses", "posterior", "in_context", "martingale"]
 FIGURES_PER_POOL = ["implied_prior", "posterior_marginals", "predictive_density"]
 FIGURE_FORMATS = ("png", "pdf")
 
@@ -110,6 +125,9 @@ def outputs(config: dict) -> list[str]:
             files.append(fill(IN_CONTEXT, **ids, step=step_name(last)))
             files += [fill(RESAMPLE, **ids, step=step_name(s)) for s in resampled_steps(config)]
             files += [fill(t, **ids) for t in (RESAMPLE_STATS, PREDICTIVE, PREDICTIVE_DENSITY)]
+            files += [fill(t, **ids) for t in (MARTINGALE, EXCHANGEABILITY)]
+            if m in coverage_pool_sizes(config):
+                files.append(fill(COVERAGE, **ids))
             if short and m != "inf":
                 short_run = fill(SHORT_RUN, M=m, seed=seed)
                 files += [fill(TRAIN_LOG, run=short_run), *(checkpoint(short_run, s) for s in short_steps)]

@@ -32,24 +32,39 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .bayes import LOG_2PI, NormalMixture
 from .buckets import BarDistribution, categorical
 from .exact import ExactPredictor
 from .model import PFN
+from .tasks import Batch
 
 __all__ = [
     "ExactSequences",
+    "Exchangeability",
     "HeadPredictions",
+    "Martingale",
     "MixturePredictions",
     "ModelSequences",
     "Predictions",
     "Sequences",
+    "contraction_slope",
+    "coverage_table",
     "exchangeability",
+    "exchangeability_table",
+    "horizons",
+    "interval_coverage",
     "kl_on_nodes",
     "martingale",
+    "martingale_table",
     "nodes",
+    "posterior_intervals",
+    "premise_summary",
+    "query_inputs",
+    "resampled_coverage",
+    "run_premise",
 ]
 
 _NODES, _WEIGHTS = (torch.from_numpy(v) for v in np.polynomial.legendre.leggauss(4))
@@ -425,3 +440,199 @@ def resampled_coverage(
         w_hat.append(sampler(inputs[rows], x[start:stop], y[start:stop], generator).w_hat.cpu())
     samples = torch.cat(w_hat).reshape(tasks, n_paths, dim)
     return interval_coverage(samples, w, levels) | {"spread": samples.std(1)}
+
+
+# --- the read-outs of one run, as tables ----------------------------------------------------------
+
+PREDICTORS = ("model", "reference")
+
+
+def horizons(path_length: int, prompt_length: int) -> list[int]:
+    """k = 1, 2, 4, ... up to the pairs a path of ``path_length`` points adds to the prompt."""
+    steps = path_length - prompt_length
+    return [2**i for i in range(steps.bit_length()) if 2**i <= steps]
+
+
+def query_inputs(prompts: int, queries: int, dim: int, seed: int) -> torch.Tensor:
+    """The fixed query inputs x* ~ N(0, I_D) of every prompt, (prompts, Q, D) float32."""
+    return torch.randn(prompts, queries, dim, generator=torch.Generator().manual_seed(seed))
+
+
+def _per_prompt(values: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard error over prompts of values (B, Q) averaged over each prompt's queries."""
+    per_prompt = values.double().mean(-1)
+    se = per_prompt.std().item() / math.sqrt(len(per_prompt)) if len(per_prompt) > 1 else math.nan
+    return per_prompt.mean().item(), se
+
+
+def martingale_table(
+    makers: dict[str, Callable[[int], Sequences]],
+    eval_sets: dict[str, Batch],
+    settings: dict,
+    path_length: int,
+    seed: int,
+) -> pd.DataFrame:
+    """The martingale read-out of each predictor of ``makers`` (``model``, ``reference``) at the
+    first ``settings["prompts"]`` sequences of each evaluation set cut at each of
+    ``settings["prompt_lengths"]``, ``settings["queries"]`` queries each, ``settings["continuations"]``
+    continuations, every horizon a path of ``path_length`` points reaches (:func:`horizons`).
+    One row per evaluation set, prompt length and horizon; per predictor the mean drift, the
+    variance drift relative to today's variance and the KL, each averaged over the prompts'
+    queries and then over prompts, with its standard error over prompts."""
+    rows = []
+    for tasks, batch in eval_sets.items():
+        count = min(settings["prompts"], batch.x.shape[0])
+        queries = query_inputs(count, settings["queries"], batch.x.shape[2], seed)
+        for length in settings["prompt_lengths"]:
+            ks = horizons(path_length, length)
+            x, y = batch.x[:count, :length], batch.y[:count, :length]
+            row = {name: {} for name in makers}
+            for name, make in makers.items():
+                readout = martingale(
+                    make, x, y, queries, settings["continuations"], ks, torch.Generator().manual_seed(seed)
+                )
+                for j, k in enumerate(ks):
+                    values = {
+                        "mean_drift": readout.mean_drift[..., j],
+                        "var_drift": readout.var_drift[..., j] / readout.variance,
+                        "kl": readout.kl[..., j],
+                    }
+                    for key, value in values.items():
+                        mean, se = _per_prompt(value)
+                        row[name].setdefault(k, {})[f"{name}_{key}"] = mean
+                        row[name][k][f"{name}_{key}_se"] = se
+            for k in ks:
+                cells = {"tasks": tasks, "prompt_length": length, "k": k}
+                rows.append(cells | {key: v for name in makers for key, v in row[name][k].items()})
+    return pd.DataFrame(rows)
+
+
+def exchangeability_table(
+    makers: dict[str, Callable[[int], Sequences]], eval_sets: dict[str, Batch], settings: dict, seed: int
+) -> pd.DataFrame:
+    """The exchangeability read-out of each predictor at the martingale's prompts (those of at
+    least two pairs), ``settings["permutations"]`` orders each: one row per evaluation set and
+    prompt length with each predictor's mean and largest KL over prompts, queries and orders."""
+    rows = []
+    for tasks, batch in eval_sets.items():
+        count = min(settings["prompts"], batch.x.shape[0])
+        queries = query_inputs(count, settings["queries"], batch.x.shape[2], seed)
+        for length in (n for n in settings["prompt_lengths"] if n >= 2):
+            x, y = batch.x[:count, :length], batch.y[:count, :length]
+            row = {"tasks": tasks, "prompt_length": length}
+            for name, make in makers.items():
+                readout = exchangeability(
+                    make, x, y, queries, settings["permutations"], torch.Generator().manual_seed(seed)
+                )
+                row[f"{name}_mean_kl"], row[f"{name}_mean_kl_se"] = _per_prompt(readout.mean_kl)
+                row[f"{name}_max_kl"] = readout.max_kl.max().item()
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def coverage_table(
+    samplers: dict[str, Callable],
+    posterior: ExactPredictor,
+    batch: Batch,
+    settings: dict,
+    path_length: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Coverage of the true w of the first ``settings["coverage_tasks"]`` sequences of ``batch``
+    (new tasks) by the resampled posteriors of each sampler (``model``, ``reference``; the same
+    inputs x for both) from prefixes of each of ``settings["coverage_prefix_lengths"]`` pairs,
+    and by ``posterior``'s exact intervals. One row per prefix length, level and coordinate:
+    coverage with its binomial standard error, mean width, and each sampler's mean spread."""
+    count = min(settings["coverage_tasks"], batch.x.shape[0])
+    levels = settings["levels"]
+    w = batch.w[:count].double()
+    rows = []
+    for n in settings["coverage_prefix_lengths"]:
+        x, y = batch.x[:count, :n], batch.y[:count, :n]
+        lower, upper = posterior_intervals(posterior, x, y, levels)
+        truth = w.unsqueeze(1)
+        results = {"posterior": {"covers": (lower <= truth) & (truth <= upper), "width": upper - lower}}
+        for name, sampler in samplers.items():
+            results[name] = resampled_coverage(sampler, w, x, y, settings["coverage_paths"], path_length, levels, seed)
+        for j, level in enumerate(levels):
+            for d in range(w.shape[1]):
+                row = {"prefix_length": n, "level": level, "dim": d}
+                for name, result in results.items():
+                    p = result["covers"][:, j, d].double().mean().item()
+                    row[f"{name}_coverage"] = p
+                    row[f"{name}_coverage_se"] = math.sqrt(p * (1 - p) / count)
+                    row[f"{name}_width"] = result["width"][:, j, d].mean().item()
+                    if "spread" in result:
+                        row[f"{name}_spread"] = result["spread"][:, d].mean().item()
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def contraction_slope(table: pd.DataFrame, name: str) -> float:
+    """The log-log slope of a sampler's mean spread against the prefix length (least squares
+    over the prefix lengths of a coverage table): -1/2 for a posterior contracting as 1/sqrt(n)."""
+    spread = table.groupby("prefix_length")[f"{name}_spread"].mean()
+    if len(spread) < 2:
+        return math.nan
+    return float(np.polyfit(np.log(spread.index.to_numpy(float)), np.log(spread.to_numpy()), 1)[0])
+
+
+MARTINGALE_KEYS = ["tasks", "prompt_length", "k"]
+
+
+def run_premise(
+    checkpoints: list, lengths: dict[int, int], reference: ExactPredictor, eval_sets: dict[str, Batch], settings: dict
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The martingale read-out of every checkpoint (:class:`lrpfn.checkpoint.Checkpoint`; its
+    horizons reach its path length ``lengths[step]``) beside ``reference``'s, computed once per
+    path length, and the exchangeability read-out of the last checkpoint beside it."""
+    seed, queries = settings["seed"], settings["queries"]
+
+    def model(ckpt, capacity):
+        return {"model": lambda b: ModelSequences(ckpt.model, ckpt.bar, b, capacity, queries)}
+
+    exact = {"reference": lambda b: ExactSequences(reference, b)}
+    references = {n: martingale_table(exact, eval_sets, settings, n, seed) for n in sorted(set(lengths.values()))}
+    frames = []
+    for ckpt in checkpoints:
+        n = lengths[ckpt.step]
+        table = martingale_table(model(ckpt, n), eval_sets, settings, n, seed).merge(references[n], on=MARTINGALE_KEYS)
+        frames.append(table.assign(step=ckpt.step, path_length=n))
+    martingales = pd.concat(frames, ignore_index=True)
+    martingales = martingales[["step", "path_length", *(c for c in martingales if c not in ("step", "path_length"))]]
+    final = checkpoints[-1]
+    exchange = exchangeability_table(model(final, lengths[final.step]) | exact, eval_sets, settings, seed)
+    exchange.insert(0, "step", final.step)
+    return martingales, exchange
+
+
+def premise_summary(martingale: pd.DataFrame, exchangeability: pd.DataFrame, coverage: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (pool size, seed) at its final checkpoint: the one-step and longest-k
+    KL and variance drift (averaged over evaluation sets and prompt lengths), the
+    exchangeability KL, the coverage of the central 90 % interval (or the widest level) at the
+    shortest prefix with its width, and the contraction slopes — PFN beside reference."""
+    rows = []
+    for (pool_size, seed), runs in martingale.groupby(["pool_size", "seed"], sort=False):
+        final = runs[runs.step == runs.step.max()]
+        longest = final[final.k == final.groupby(["tasks", "prompt_length"]).k.transform("max")]
+        row = {"pool_size": pool_size, "seed": seed, "step": int(final.step.iloc[0])}
+        row["path_length"] = int(final.path_length.iloc[0])
+        for name in PREDICTORS:
+            row[f"{name}_one_step_kl"] = final.loc[final.k == 1, f"{name}_kl"].mean()
+            row[f"{name}_longest_kl"] = longest[f"{name}_kl"].mean()
+            row[f"{name}_longest_var_drift"] = longest[f"{name}_var_drift"].mean()
+        exchange = exchangeability[(exchangeability.pool_size == pool_size) & (exchangeability.seed == seed)]
+        for name in PREDICTORS:
+            row[f"{name}_exchangeability_kl"] = exchange[f"{name}_mean_kl"].mean()
+        cover = coverage[(coverage.pool_size == pool_size) & (coverage.seed == seed)] if len(coverage) else coverage
+        if len(cover):
+            level = 0.9 if (cover.level == 0.9).any() else cover.level.max()
+            at = cover[(cover.level == level) & (cover.prefix_length == cover.prefix_length.min())]
+            row["coverage_level"], row["coverage_prefix_length"] = level, int(at.prefix_length.iloc[0])
+            for name in (*PREDICTORS, "posterior"):
+                row[f"{name}_coverage"] = at[f"{name}_coverage"].mean()
+                row[f"{name}_width"] = at[f"{name}_width"].mean()
+            for name in PREDICTORS:
+                row[f"{name}_contraction_slope"] = contraction_slope(cover, name)
+        rows.append(row)
+    return pd.DataFrame(rows)

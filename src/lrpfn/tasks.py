@@ -186,6 +186,15 @@ def read_run_pool(paths, pool_size: str, dim: int) -> torch.Tensor | None:
     return read_pool(path, dim, size=int(pool_size))
 
 
+def read_run_eval_sets(eval_true, eval_pool, pool_size: str) -> dict[str, Batch]:
+    """A run's evaluation sets by name: ``true`` (new tasks) and, for a finite pool, ``pool``
+    (its own tasks T_M)."""
+    eval_sets = {"true": read_eval_set(eval_true)}
+    if pool_size != "inf":
+        eval_sets["pool"] = read_eval_set(eval_pool)
+    return eval_sets
+
+
 def read_eval_set(path) -> Batch:
     """Load an evaluation table written by :func:`batch_to_frame`; errors name the file."""
     try:

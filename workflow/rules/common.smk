@@ -12,6 +12,7 @@ os.environ.update(
 from lrpfn import layout
 from lrpfn.config import (
     checkpoint_steps,
+    coverage_pool_sizes,
     execution_config,
     prepare,
     resample_path_lengths,
@@ -51,6 +52,20 @@ def resample_settings(*keys):
     if "path_length" in keys and len(resample_path_lengths(config)) > 1:
         settings["final_path_length"] = config["resample"]["final_path_length"]
     return settings
+
+
+def premise_settings(*keys):
+    """The premise settings a rule reads, and only those."""
+    return {key: config["premise"][key] for key in keys}
+
+
+def coverage_files():
+    """The coverage tables of the runs in premise.coverage_pool_sizes."""
+    return [
+        path(layout.COVERAGE, M=M, seed=seed)
+        for M, seed in runs()
+        if M in coverage_pool_sizes(config)
+    ]
 
 
 # Under a prior the resampling statistics also read the implied prior's mass near zero,

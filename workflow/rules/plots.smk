@@ -177,3 +177,25 @@ rule plot_predictive_density:
         seed=SEEDS[0],
     script:
         "../scripts/plot_predictive_density.py"
+
+
+rule plot_martingale:
+    input:
+        martingale=rules.aggregate_premise.output.martingale,
+        exchangeability=rules.aggregate_premise.output.exchangeability,
+        coverage=rules.aggregate_premise.output.coverage,
+    output:
+        png=report(
+            path(layout.FIGURE, name="martingale", ext="png"),
+            caption="../report/martingale.rst",
+            category="Predictive resampling",
+            subcategory="Premise",
+        ),
+        pdf=path(layout.FIGURE, name="martingale", ext="pdf"),
+    log:
+        f"{RESULTS}/logs/plots/martingale.log",
+    localrule: True
+    conda:
+        "../../envs/lrpfn.yaml"
+    script:
+        "../scripts/plot_martingale.py"

@@ -8,15 +8,13 @@ from lrpfn.config import RunConfig
 from lrpfn.io import write_parquet
 from lrpfn.logs import log_to
 from lrpfn.predictive import compare, prompts
-from lrpfn.tasks import read_eval_set, read_run_pool
+from lrpfn.tasks import read_run_eval_sets, read_run_pool
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     inp, wc, p = snakemake.input, snakemake.wildcards, snakemake.params
     run = RunConfig.from_dict(p.run)
-    eval_sets = {"true": read_eval_set(inp.eval_true)}
-    if wc.M != "inf":
-        eval_sets["pool"] = read_eval_set(inp.eval_pool)
+    eval_sets = read_run_eval_sets(inp.eval_true, inp.eval_pool, wc.M)
     all_prompts = prompts(eval_sets, p.settings["n_prompts"], p.settings["prompt_lengths"])
     predictors = priors.run_references(run.prior, run.dim, p.noise_var, read_run_pool(inp.pool, wc.M, run.dim))
     checkpoints = [load_checkpoint(path, run=p.run) for path in inp.checkpoints]

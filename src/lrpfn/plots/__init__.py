@@ -6,7 +6,8 @@ posterior summaries by :func:`lrpfn.implied.posterior_summary`, ...); a figure f
 selects rows, draws lines, histograms and KDEs, and labels. Predictors are named by role
 (:mod:`lrpfn.roles`). One module per topic: :mod:`.sweep` (task diversity, losses,
 in-context curves), :mod:`.resampling` (implied prior, posterior marginals, posteriors),
-:mod:`.predictive` (predictive densities), :mod:`.model` (the attention mask); this module
+:mod:`.predictive` (predictive densities), :mod:`.premise` (martingale, exchangeability,
+coverage), :mod:`.model` (the attention mask); this module
 holds what they share.
 """
 

@@ -2,12 +2,16 @@
 
     python examples/fidelity.py results/default                  # position ranges 0..K-1, K..L-1, 0..L-1, L..2L-1
     python examples/fidelity.py results/default --ranges 0:16 16:64
-    python examples/fidelity.py --checkpoint results/ls16/runs/Minf_seed1/step_0014000.pt --length 128
+    python examples/fidelity.py --checkpoint results/default/runs/Minf_seed*/step_0005000.pt --length 128
 
-With ``--checkpoint``, evaluates that checkpoint of an M = inf run on 1024 new sequences of
-``--length`` pairs (drawn with ``eval.seed`` 1000 of the default) against its true prior's exact
-predictor, and prints the same per-range numbers: how a checkpoint extrapolates, without a
-workflow run.
+With ``--checkpoint``, evaluates those checkpoints of M = inf runs (one per seed) on 1024 new
+sequences of ``--length`` pairs (drawn with ``eval.seed`` 1000 of the default) against the true
+prior's exact predictor, and prints the same per-range numbers: how a checkpoint extrapolates,
+without a workflow run.
+
+Both end with the **frontier**: the longest length L for which the seeds' mean MSE/D, as a ratio
+to exact Bayes, stays within ``--bound`` (1.10 x) -- averaged over positions 0..L-1, and at every
+position below L.
 
 Reads a results folder's tables (the workflow writes them):
 
@@ -50,6 +54,20 @@ def position_ranges(table: pd.DataFrame, given: list[str] | None) -> list[tuple[
     return [(0, 16 if trained > 16 else trained), (0, trained), (trained, length)]
 
 
+def frontier(curves: pd.DataFrame, bound: float) -> tuple[int, int]:
+    """The longest L at which the seeds' mean MSE/D ratio to Bayes stays within ``bound``:
+    (averaged over positions 0..L-1 as the ratio of averages, at every position below L)."""
+    mean = curves.groupby("position")[["mse_model", "mse_bayes"]].mean().sort_index()
+    averaged = mean.mse_model.cumsum() / mean.mse_bayes.cumsum() <= bound
+    every = mean.mse_model / mean.mse_bayes <= bound
+    return _run_length(averaged), _run_length(every)
+
+
+def _run_length(within: pd.Series) -> int:
+    """How many positions from the first are all within (True)."""
+    return len(within) if within.all() else int(within.to_numpy().argmin())
+
+
 def checkpoint_curves(path: Path, length: int) -> pd.DataFrame:
     """Per-position metrics of one checkpoint of an M = inf run on new sequences, in the
     in-context table's layout (``seed``, ``position``, ``extrapolated`` and the metrics)."""
@@ -68,12 +86,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, nargs="?")
     parser.add_argument("--ranges", nargs="+", metavar="LO:HI", help="position ranges, end excluded")
-    parser.add_argument("--checkpoint", type=Path, help="evaluate this checkpoint instead of reading tables")
+    parser.add_argument("--checkpoint", type=Path, nargs="+", help="evaluate these (one per seed), not tables")
     parser.add_argument("--length", type=int, default=128, help="with --checkpoint: pairs per sequence")
+    parser.add_argument("--bound", type=float, default=1.10, help="the frontier's bound on the MSE/D ratio")
     args = parser.parse_args()
     if args.checkpoint:
-        curves = checkpoint_curves(args.checkpoint, args.length)
-        print(f"# {args.checkpoint}: new tasks, 1024 sequences of {args.length} pairs")
+        parts = [checkpoint_curves(path, args.length) for path in args.checkpoint]
+        seeds = [part.seed.iloc[0] for part in parts]
+        if len(set(seeds)) < len(seeds):
+            raise SystemExit(f"--checkpoint: one checkpoint per seed (seeds {seeds})")
+        curves = pd.concat(parts, ignore_index=True)
+        names = " ".join(str(path) for path in args.checkpoint)
+        print(f"# {names}: new tasks, 1024 sequences of {args.length} pairs")
     else:
         curves = pd.read_parquet(args.results / "tables" / "in_context.parquet")
         curves = curves[(curves.pool_size == "inf") & (curves.tasks == "true")]
@@ -97,6 +121,12 @@ def main() -> None:
             f"worst position {spread(rows['worst'], 3)} x; head floor at most {max(rows['floor_mse']):.4f} x "
             f"and {max(rows['floor_nll']):.4f} nats"
         )
+    averaged, every = frontier(curves, args.bound)
+    length = curves.position.max() + 1
+    print(
+        f"frontier at {args.bound:.2f} x Bayes (seed mean, of {length} positions): averaged over 0..L-1 up to "
+        f"L = {averaged}; at every position up to L = {every}"
+    )
     if args.checkpoint:
         return
     tables = args.results / "tables"

@@ -145,14 +145,17 @@ class MixturePredictions(Predictions):
         return self.mixture.variance
 
     def log_density(self, y: torch.Tensor) -> torch.Tensor:
-        m = self.mixture
+        m = _significant(self.mixture)
         rows = y.shape[0]
         chunk = max(1, _ELEMENTS // max(1, y[0].numel() * m.means.shape[-1]))
+        # log w_c N(y; mu_c, v_c) = offset_c + curvature_c (y - mu_c)^2, constants per component
+        offset = (m.log_weights - 0.5 * (LOG_2PI + m.variances.log())).unsqueeze(-2)
+        curvature, means = (-0.5 / m.variances).unsqueeze(-2), m.means.unsqueeze(-2)
         parts = []
         for i in range(0, rows, chunk):
-            lw, mu, var = (v[i : i + chunk].unsqueeze(-2) for v in (m.log_weights, m.means, m.variances))
-            z = y[i : i + chunk].double().unsqueeze(-1)
-            parts.append(torch.logsumexp(lw - 0.5 * (LOG_2PI + var.log() + (z - mu) ** 2 / var), -1))
+            rows_i = slice(i, i + chunk)
+            square = (y[rows_i].double().unsqueeze(-1) - means[rows_i]).square_()
+            parts.append(torch.logsumexp(square.mul_(curvature[rows_i]).add_(offset[rows_i]), -1))
         return torch.cat(parts)
 
     def rows(self, index: slice) -> MixturePredictions:
@@ -165,6 +168,25 @@ class MixturePredictions(Predictions):
         component = categorical(m.log_weights.reshape(-1, m.means.shape[-1]), generator).reshape(shape).unsqueeze(-1)
         noise = torch.randn(shape, generator=generator, device=m.means.device, dtype=torch.float64)
         return m.means.gather(-1, component).squeeze(-1) + m.variances.gather(-1, component).squeeze(-1).sqrt() * noise
+
+
+_NEGLIGIBLE = 1e-12  # the mixture mass a density evaluation may leave out
+
+
+def _significant(mixture: NormalMixture) -> NormalMixture:
+    """The fewest largest-weight components that hold all but ``_NEGLIGIBLE`` of every
+    mixture's mass (the same number for all), weights as they were: a pool's posterior after a
+    few pairs puts almost all its mass on a few tasks."""
+    components = mixture.log_weights.shape[-1]
+    if components <= 8:
+        return mixture
+    ordered, index = mixture.log_weights.sort(-1, descending=True)
+    held = torch.logcumsumexp(ordered, -1) - torch.logsumexp(ordered, -1, keepdim=True)
+    keep = int((held < math.log1p(-_NEGLIGIBLE)).sum(-1).max()) + 1
+    if keep >= components:
+        return mixture
+    index = index[..., :keep]
+    return NormalMixture(ordered[..., :keep], mixture.means.gather(-1, index), mixture.variances.gather(-1, index))
 
 
 # --- a predictor over a batch of growing sequences ------------------------------------------------
@@ -224,7 +246,7 @@ _FIELDS = ("log_weights", "means", "variances")
 # --- quadrature -----------------------------------------------------------------------------------
 
 
-def nodes(predictions: Predictions, pieces: int = 256, sds: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+def nodes(predictions: Predictions, pieces: int = 64, sds: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Gauss–Legendre nodes and weights over each prediction's span, mean ± ``sds`` sd, in
     ``pieces`` equal pieces further split at the density's kinks (a head's bucket borders, so
     that it is smooth on every piece), 4 nodes each: two (B, Q, G) float64 tensors."""
@@ -271,7 +293,7 @@ def martingale(
     continuations: int,
     horizons: list[int],
     generator: torch.Generator | None = None,
-    pieces: int = 256,
+    pieces: int = 64,
 ) -> Martingale:
     """The martingale read-out of the predictor ``make(batch) -> Sequences`` at prompts x (B, n, D),
     y (B, n) and queries (B, Q, D), with ``continuations`` (S) sampled continuations per prompt
@@ -342,7 +364,7 @@ def exchangeability(
     queries: torch.Tensor,
     permutations: int,
     generator: torch.Generator | None = None,
-    pieces: int = 256,
+    pieces: int = 64,
 ) -> Exchangeability:
     """``KL(q(. | prompt) || q(. | permuted prompt))`` at queries (B, Q, D) for ``permutations``
     random orders of each prompt's pairs x (B, n, D), y (B, n) (the predictor ``make(batch) ->

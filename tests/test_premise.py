@@ -1,11 +1,12 @@
 """The premise read-outs (lrpfn.premise) on exact predictors, negative controls and small PFNs."""
 
 import functools
+import itertools
 import math
 
 import pytest
 import torch
-from scipy import stats
+from scipy import integrate, stats
 
 from lrpfn.bayes import NormalMixture, ridge_posterior
 from lrpfn.buckets import build_head
@@ -71,6 +72,36 @@ def test_head_densities_integrate_to_one_on_the_nodes(kind):
     torch.testing.assert_close(mass, torch.ones_like(mass), rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("kind", ["bar", "location_scale"])
+def test_head_kl_to_an_average_is_exact_on_pieces_split_at_every_kink(kind):
+    # Today's predictive against the average of three later ones, as the martingale read-out
+    # compares them; the location-scale heads sit elsewhere, so their kinks are not today's.
+    head = build_head(kind, 64, NOISE, StandardGaussian(DIM))
+    s = 3
+    outputs = torch.randn(1 + s, 1, head.n_outputs, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    if kind == "location_scale":
+        outputs[1:, :, :2] += torch.tensor([0.3, -0.5], dtype=torch.float64)
+    today, later = HeadPredictions(head, outputs[:1]), HeadPredictions(head, outputs[1:])
+    points, weights = nodes(today, kinks=later.grouped_kinks(s))
+    kl = kl_on_nodes(today.log_density(points), later.log_mean_density(s, points), weights).item()
+
+    # Reference: adaptive quadrature of the pointwise densities between consecutive kinks of all
+    # four, over the same span (today's mean +- 10 sd).
+    def integrand(y: float) -> float:
+        at = torch.tensor([y], dtype=torch.float64)
+        log_p = head.log_prob(outputs[0, 0], at).item()
+        log_q = torch.logsumexp(head.log_prob(outputs[1:, 0], at.expand(s)), 0).item() - math.log(s)
+        return math.exp(log_p) * (log_p - log_q)
+
+    mean, sd = today.mean.item(), today.variance.sqrt().item()
+    lo, hi = mean - 10 * sd, mean + 10 * sd
+    kinks = torch.cat([today.kinks().flatten(), later.kinks().flatten()]).tolist()
+    edges = sorted({lo, hi, *(k for k in kinks if lo < k < hi)})
+    exact = sum(integrate.quad(integrand, a, b, epsabs=1e-14, epsrel=1e-12)[0] for a, b in itertools.pairwise(edges))
+    # Measured 2.6e-13 (bar) and 7e-14; with today's kinks alone the location-scale KL was off by 0.03.
+    assert kl == pytest.approx(exact, abs=1e-12)
+
+
 def test_exact_ridge_is_a_martingale_and_the_tempered_posterior_is_not():
     """Likelihood to the power 1/2: the mean moves as Bayes's (no drift), the variance does not.
     Pooled over 64 independent prompts, the exact predictor's drifts are N(0, 1) in SE units
@@ -133,14 +164,17 @@ def test_model_sequences_predict_what_the_full_forward_does(kind):
 
 def test_order_leaks_into_a_pfn_only_through_depth():
     """With one layer the query reads the pairs' embeddings, which do not depend on the order;
-    from two layers on a pair token has attended to the pairs before it."""
-    x, y, q, g = prompts(4, batch=8, length=8, queries=2, dtype=torch.float32)
+    from two layers on a pair token has attended to the pairs before it. In float64: a
+    bar density's KL to a copy shifted by round-off is first order in the shift (its steps
+    move), so float32's 1e-7 would read as a KL of 1e-7."""
+    x, y, q, g = prompts(4, batch=8, length=8, queries=2)
     kl = {}
     for layers in (1, 2):
         model, head = small_pfn(layers)
+        model = model.double()
         readout = exchangeability(lambda b, m=model, h=head: ModelSequences(m, h, b, 8, queries=2), x, y, q, 10, g)
         kl[layers] = readout.mean_kl.mean().item()
-    assert abs(kl[1]) < 1e-8
+    assert abs(kl[1]) < 1e-14  # measured 9e-17
     assert kl[2] > 1e-4
 
 

@@ -33,7 +33,8 @@ PROFILE = REPO / "profiles/slurm"
 # aggregates and plots are local rules.
 SLURM_JOBS = {
     "train": 3, "evaluate": 6, "resample": 6, "resample_reference": 3, "resample_stats": 3,
-    "train_short": 2, "evaluate_short": 2, "evaluate_long": 3, "predictive": 3,
+    "train_short": 2, "evaluate_short": 2, "evaluate_long": 3, "predictive": 3, "premise": 3,
+    "coverage": 2,
 }  # fmt: skip
 PROFILE_SETTINGS = yaml.safe_load((PROFILE / "config.yaml").read_text())
 # The profile's first status check comes after 20 s, a courtesy to a shared controller; the

@@ -66,6 +66,18 @@ def prior_borders(
     return torch.from_numpy(borders)
 
 
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """A head's density over y as a step function plus two half-normal tails, batch shape (...):
+    the inner kinks (..., n - 1), the flat densities between them (..., n - 2), and per tail
+    (left, right) its log mass, anchor and scale (...), the left one supported below its
+    anchor, the right one at and above it."""
+
+    kinks: torch.Tensor
+    densities: torch.Tensor
+    tails: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], ...]
+
+
 class BarDistribution(torch.nn.Module):
     """Piecewise-uniform density with half-normal tails, parametrised by bucket logits."""
 
@@ -141,6 +153,55 @@ class BarDistribution(torch.nn.Module):
         left = _LOG_2_OVER_SQRT_2PI - torch.log(s_left) - 0.5 * ((b[1] - y) / s_left) ** 2
         right = _LOG_2_OVER_SQRT_2PI - torch.log(s_right) - 0.5 * ((y - b[n - 1]) / s_right) ** 2
         return torch.where(idx == 0, left, torch.where(idx == n - 1, right, inner))
+
+    def steps(self, logits: torch.Tensor) -> Steps:
+        """The density as steps and two tails (:class:`Steps`), in y."""
+        b, widths, s_left, s_right = self._geometry(logits.dtype)
+        log_p = torch.log_softmax(logits, dim=-1)
+        shape = logits.shape[:-1]
+        return Steps(
+            kinks=b[1:-1].expand(*shape, -1),
+            densities=(log_p[..., 1:-1] - torch.log(widths[1:-1])).exp(),
+            tails=(
+                (log_p[..., 0], b[1].expand(shape), s_left.expand(shape)),
+                (log_p[..., -1], b[-2].expand(shape), s_right.expand(shape)),
+            ),
+        )
+
+    def log_mean_density(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Log density of the equal-weight mixture of the predictions outputs (..., S, n_outputs)
+        at points y (..., G): (..., G), exact.
+
+        Evaluating S heads at G points costs S G bucket look-ups. The mixture's inner part is
+        one step function, so it is built once from the S (n - 1) jumps at the sorted kinks
+        (a cumulative sum) and read off at each point by one binary search; only the tails,
+        smooth and cheap, are evaluated per head and point, in log space so that no far tail
+        underflows."""
+        steps = self.steps(outputs)
+        d = steps.densities
+        jumps = torch.cat([d[..., :1], d.diff(dim=-1), -d[..., -1:]], -1).flatten(-2)
+        kinks, order = steps.kinks.flatten(-2).sort(-1)
+        level = jumps.gather(-1, order).cumsum(-1)
+        # Level 0 left of every kink and, exactly, right of every kink (the jumps sum to zero
+        # only up to round-off); round-off between kinks is clamped at zero.
+        zero = torch.zeros_like(level[..., :1])
+        level = torch.cat([zero, level[..., :-1].clamp_min(0), zero], -1)
+        y = y.to(outputs.dtype)
+        step = level.gather(-1, torch.searchsorted(kinks, y.contiguous(), right=True))
+        # Each tail is evaluated only at the points some head's tail reaches: with the points
+        # sorted, those below the highest left anchor and those at or above the lowest right one.
+        sorted_y, order = y.sort(-1)
+        log_tail = torch.full_like(sorted_y, -torch.inf)
+        (left_mass, left_anchor, left_scale), (right_mass, right_anchor, right_scale) = steps.tails
+        reach = int((sorted_y < left_anchor.amax(-1, keepdim=True)).sum(-1).max())
+        if reach:
+            log_tail[..., :reach] = _log_half_normal(sorted_y[..., :reach], left_mass, left_anchor, left_scale, -1)
+        reach = int((sorted_y >= right_anchor.amin(-1, keepdim=True)).sum(-1).max())
+        if reach:
+            part = _log_half_normal(sorted_y[..., -reach:], right_mass, right_anchor, right_scale, 1)
+            log_tail[..., -reach:] = torch.logaddexp(log_tail[..., -reach:], part)
+        log_tail = torch.empty_like(log_tail).scatter_(-1, order, log_tail)
+        return torch.logaddexp(torch.log(step), log_tail) - math.log(outputs.shape[-2])
 
     def _bucket_moments(self, dtype):
         """Mean and variance of y within each bucket, (n,) each."""
@@ -352,6 +413,15 @@ class LocationScaleBar(BarDistribution):
         _, scale, logits = self.split(outputs)
         return scale**2 * super().variance(logits)
 
+    def steps(self, outputs: torch.Tensor) -> Steps:
+        loc, scale, logits = self.split(outputs)
+        standard = super().steps(logits)
+        return Steps(
+            kinks=loc.unsqueeze(-1) + scale.unsqueeze(-1) * standard.kinks,
+            densities=standard.densities / scale.unsqueeze(-1),
+            tails=tuple((log_mass, loc + scale * anchor, scale * s) for log_mass, anchor, s in standard.tails),
+        )
+
     def kinks(self, outputs: torch.Tensor) -> torch.Tensor:
         loc, scale, _ = self.split(outputs)
         return loc.unsqueeze(-1) + scale.unsqueeze(-1) * self.borders.to(outputs.dtype)
@@ -455,6 +525,18 @@ def _bucket_log_masses(exact, borders: torch.Tensor) -> torch.Tensor:
     cdf = exact.cdf_grid(borders.double()[1:-1])
     edges = torch.cat([torch.zeros_like(cdf[..., :1]), cdf, torch.ones_like(cdf[..., :1])], -1)
     return torch.log(edges.diff(dim=-1).clamp_min(1e-300))
+
+
+def _log_half_normal(
+    y: torch.Tensor, log_mass: torch.Tensor, anchor: torch.Tensor, scale: torch.Tensor, side: int
+) -> torch.Tensor:
+    """log of the summed densities of S half-normal tails (...,  S) at points y (..., G): each
+    holds ``exp(log_mass)`` on ``side`` (-1 below its anchor, +1 at and above it)."""
+    anchor, scale = anchor.unsqueeze(-1), scale.unsqueeze(-1)
+    z = (y.unsqueeze(-2) - anchor) / scale
+    log_density = (log_mass - torch.log(scale.squeeze(-1))).unsqueeze(-1) + _LOG_2_OVER_SQRT_2PI - 0.5 * z**2
+    outside = z >= 0 if side == -1 else z < 0
+    return torch.logsumexp(log_density.masked_fill_(outside, -torch.inf), -2)
 
 
 def categorical(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -20,8 +20,9 @@ run any predictor through one interface, :class:`Sequences` — the PFN through 
 * :func:`exchangeability` — ``KL(q(. | prompt) || q(. | permuted prompt))`` for random
   permutations of each prompt's pairs: zero to float precision for an exact predictor.
 
-Densities are compared on Gauss–Legendre nodes over today's predictive's span (:func:`nodes`),
-so the same quadrature serves every head and every exact predictive.
+Densities are compared on Gauss–Legendre nodes over today's predictive's span, split at the
+kinks of every density compared (:func:`nodes`), so the same quadrature serves every head and
+every exact predictive.
 """
 
 from __future__ import annotations
@@ -98,8 +99,30 @@ class Predictions(ABC):
         return None
 
     @abstractmethod
-    def rows(self, index: slice) -> Predictions:
-        """The predictions of the sequences ``index`` selects."""
+    def rows(self, index: slice | torch.Tensor) -> Predictions:
+        """The predictions of the sequences ``index`` (a slice or indices) selects."""
+
+    def grouped_kinks(self, groups: int) -> torch.Tensor | None:
+        """The kinks of every run of ``groups`` consecutive sequences together, (B / groups, Q, groups J)."""
+        kinks = self.kinks()
+        if kinks is None:
+            return None
+        b, q, j = kinks.shape
+        return kinks.reshape(b // groups, groups, q, j).transpose(1, 2).reshape(b // groups, q, groups * j)
+
+    def log_mean_density(self, groups: int, y: torch.Tensor) -> torch.Tensor:
+        """log of the average density of every run of ``groups`` consecutive sequences at points
+        y (B / groups, Q, G): (B / groups, Q, G) float64; in chunks of runs, so that the
+        (runs, groups, Q, G) densities fit in memory."""
+        runs, per_run = y.shape[0], groups * y[0].numel()
+        chunk = max(1, _ELEMENTS // per_run)
+        parts = []
+        for i in range(0, runs, chunk):
+            stop = min(runs, i + chunk)
+            at = y[i:stop].repeat_interleave(groups, 0)
+            log_q = self.rows(slice(i * groups, stop * groups)).log_density(at).reshape(-1, groups, *at.shape[1:])
+            parts.append(torch.logsumexp(log_q, 1) - math.log(groups))
+        return torch.cat(parts)
 
 
 @dataclass(frozen=True)
@@ -126,8 +149,18 @@ class HeadPredictions(Predictions):
     def kinks(self) -> torch.Tensor:
         return self.head.kinks(self.outputs.double())
 
-    def rows(self, index: slice) -> HeadPredictions:
+    def rows(self, index: slice | torch.Tensor) -> HeadPredictions:
         return HeadPredictions(self.head, self.outputs[index])
+
+    def log_mean_density(self, groups: int, y: torch.Tensor) -> torch.Tensor:
+        """Exact, through the head's step-function mixture (:meth:`BarDistribution.log_mean_density`),
+        in chunks of runs as memory allows."""
+        b, q, n = self.outputs.shape
+        outputs = self.outputs.double().reshape(b // groups, groups, q, n).transpose(1, 2)  # (runs, Q, groups, n)
+        chunk = max(1, _ELEMENTS // (2 * groups * y[0].numel()))  # the tails: (runs, Q, 2 groups, G)
+        return torch.cat(
+            [self.head.log_mean_density(outputs[i : i + chunk], y[i : i + chunk]) for i in range(0, y.shape[0], chunk)]
+        )
 
 
 @dataclass(frozen=True)
@@ -158,7 +191,7 @@ class MixturePredictions(Predictions):
             parts.append(torch.logsumexp(square.mul_(curvature[rows_i]).add_(offset[rows_i]), -1))
         return torch.cat(parts)
 
-    def rows(self, index: slice) -> MixturePredictions:
+    def rows(self, index: slice | torch.Tensor) -> MixturePredictions:
         m = self.mixture
         return MixturePredictions(NormalMixture(m.log_weights[index], m.means[index], m.variances[index]))
 
@@ -246,16 +279,20 @@ _FIELDS = ("log_weights", "means", "variances")
 # --- quadrature -----------------------------------------------------------------------------------
 
 
-def nodes(predictions: Predictions, pieces: int = 64, sds: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+def nodes(
+    predictions: Predictions, pieces: int = 64, sds: float = 10.0, kinks: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gauss–Legendre nodes and weights over each prediction's span, mean ± ``sds`` sd, in
-    ``pieces`` equal pieces further split at the density's kinks (a head's bucket borders, so
-    that it is smooth on every piece), 4 nodes each: two (B, Q, G) float64 tensors."""
+    ``pieces`` equal pieces further split at the density's kinks and at ``kinks`` (B, Q, K)
+    (those of the densities it is compared with), so that every density compared is smooth
+    on every piece; 4 nodes each: two (B, Q, G) float64 tensors."""
     mean, sd = predictions.mean.double(), predictions.variance.double().sqrt()
     lo, hi = (mean - sds * sd).unsqueeze(-1), (mean + sds * sd).unsqueeze(-1)
     edges = lo + (hi - lo) * torch.linspace(0, 1, pieces + 1, dtype=torch.float64)
-    kinks = predictions.kinks()
-    if kinks is not None:  # kinks outside the span become empty pieces at its ends
-        edges = torch.sort(torch.cat([edges, torch.minimum(torch.maximum(kinks, lo), hi)], -1), -1).values
+    splits = [k for k in (predictions.kinks(), kinks) if k is not None]
+    if splits:  # kinks outside the span become empty pieces at its ends
+        splits = torch.cat([k.double().expand(*edges.shape[:-1], -1) for k in splits], -1)
+        edges = torch.sort(torch.cat([edges, torch.minimum(torch.maximum(splits, lo), hi)], -1), -1).values
     left, width = edges[..., :-1, None], edges.diff(dim=-1).unsqueeze(-1)
     points = left + width * (_NODES + 1) / 2
     weights = (width * _WEIGHTS / 2).expand_as(points)
@@ -313,8 +350,6 @@ def martingale(
     many = queries.repeat_interleave(s, 0)
     today = sequences.predict(many).rows(slice(None, None, s))  # every continuation starts at the prompt
     mean0, var0 = today.mean, today.variance
-    points, weights = nodes(today, pieces)
-    log_p = today.log_density(points)
     out = {key: [] for key in ("mean_drift", "mean_drift_se", "var_drift", "var_drift_se", "kl")}
     step = 0
     for k in horizons:
@@ -331,22 +366,9 @@ def martingale(
         out["mean_drift_se"].append(shift.std(1) / math.sqrt(s))
         out["var_drift"].append(spread.mean(1))
         out["var_drift_se"].append(spread.std(1) / math.sqrt(s))
-        out["kl"].append(_kl_to_average(later, log_p, points, weights, s))
+        points, weights = nodes(today, pieces, kinks=later.grouped_kinks(s))
+        out["kl"].append(kl_on_nodes(today.log_density(points), later.log_mean_density(s, points), weights))
     return Martingale(list(horizons), **{key: torch.stack(v, -1) for key, v in out.items()}, mean=mean0, variance=var0)
-
-
-def _kl_to_average(later: Predictions, log_p: torch.Tensor, points: torch.Tensor, weights: torch.Tensor, s: int):
-    """``KL(p || mean of the s predictions of each prompt)`` on each prompt's nodes, (B, Q); in
-    chunks of prompts, so that the (prompts, s, Q, G) densities fit in memory."""
-    prompts, per_prompt = points.shape[0], s * points[0].numel()
-    chunk = max(1, _ELEMENTS // per_prompt)
-    parts = []
-    for i in range(0, prompts, chunk):
-        rows = slice(i, min(prompts, i + chunk))
-        at = points[rows].repeat_interleave(s, 0)
-        log_q = later.rows(slice(rows.start * s, rows.stop * s)).log_density(at).reshape(-1, s, *at.shape[1:])
-        parts.append(kl_on_nodes(log_p[rows], torch.logsumexp(log_q, 1) - math.log(s), weights[rows]))
-    return torch.cat(parts)
 
 
 @dataclass
@@ -379,10 +401,12 @@ def exchangeability(
     sequences = make(b * (p + 1))
     sequences.observe(x, y)
     predictions = sequences.predict(queries.repeat_interleave(p + 1, 0))
-    given = predictions.rows(slice(None, None, p + 1))
-    points, weights = nodes(given, pieces)
-    log_all = predictions.log_density(points.repeat_interleave(p + 1, 0)).reshape(b, p + 1, *points.shape[1:])
-    kl = kl_on_nodes(log_all[:, :1], log_all[:, 1:], weights.unsqueeze(1))  # (B, P, Q)
+    # Each permutation's KL on nodes split at the kinks of both densities: (B, P, Q) pairs.
+    given = predictions.rows(torch.arange(b * (p + 1)).div(p + 1, rounding_mode="floor") * (p + 1))
+    points, weights = nodes(given, pieces, kinks=predictions.kinks())
+    log_all = predictions.log_density(points)
+    log_given = given.log_density(points)
+    kl = kl_on_nodes(log_given, log_all, weights).reshape(b, p + 1, -1)[:, 1:]  # (B, P, Q)
     return Exchangeability(mean_kl=kl.mean(1), max_kl=kl.max(1).values)
 
 

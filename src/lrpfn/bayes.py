@@ -14,6 +14,9 @@ results come back in the input's floating dtype.
   :class:`lrpfn.priors.GaussianMixture`): per component a Gaussian posterior and its
   marginal likelihood. The two above are its special cases (one component ``N(0, I)``; M
   point masses) and keep their fast paths; the tests hold the general engine to them.
+* Unknown noise, ``sigma^2 ~ InvGamma(a, b)`` and ``w | sigma^2 ~ N(0, sigma^2 V_0)``: the
+  posterior stays Normal-Inverse-Gamma, updated pair by pair (:func:`nig_observe`), and the
+  predictive of y is a Student-t (:class:`StudentT`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from scipy import special
 
 if TYPE_CHECKING:
     from .priors import GaussianMixture
@@ -372,3 +376,80 @@ class Normal(NormalMixture):
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         noise = torch.randn(self.means.shape[0], generator=generator, device=self.means.device, dtype=torch.float64)
         return self.means[:, 0] + self.variances[:, 0].sqrt() * noise
+
+
+# --- unknown noise: Normal-Inverse-Gamma posterior, Student-t predictive -----------------------
+
+
+def nig_observe(
+    mean: torch.Tensor,
+    scaled_cov: torch.Tensor,
+    shape: torch.Tensor,
+    rate: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The update of a Normal-Inverse-Gamma posterior on observing ``y = w·x + eps``, ``eps ~
+    N(0, sigma^2)``: ``sigma^2 ~ InvGamma(shape, rate)``, ``w | sigma^2 ~ N(mean, sigma^2
+    scaled_cov)``. With ``s = 1 + x^T V x`` and the residual ``r = y - mean·x``: mean and V as
+    a Gaussian posterior with unit noise (:func:`gaussian_observe`), ``shape += 1/2`` and
+    ``rate += r^2 / (2 s)``. Shapes: mean (..., D), scaled_cov (..., D, D), shape and rate (...),
+    x (..., D), y (...)."""
+    cov_x = torch.einsum("...ij,...j->...i", scaled_cov, x)
+    spread = 1 + (cov_x * x).sum(-1)
+    resid = y - (mean * x).sum(-1)
+    mean, scaled_cov = gaussian_observe(mean, scaled_cov, x, y, 1.0, cov_x, spread)
+    return mean, scaled_cov, shape + 0.5, rate + 0.5 * resid**2 / spread
+
+
+@dataclass(frozen=True)
+class StudentT:
+    """Student-t distributions over y, a batch: degrees of freedom, location and squared scale,
+    each (...) float64. ``y = loc + scale * t_dof``: tends to ``N(loc, scale^2)`` as dof grows,
+    heavier tailed than any Gaussian otherwise; mean ``loc`` (dof > 1), variance ``scale^2 dof /
+    (dof - 2)`` (dof > 2, infinite otherwise). The cdf, its inverse and hence sampling go
+    through scipy's incomplete beta, on the CPU."""
+
+    dof: torch.Tensor
+    loc: torch.Tensor
+    scale2: torch.Tensor
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return torch.where(self.dof > 1, self.loc, torch.nan)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return torch.where(self.dof > 2, self.scale2 * self.dof / (self.dof - 2), torch.inf)
+
+    def log_prob(self, y: torch.Tensor) -> torch.Tensor:
+        """log p(y) for y broadcasting against the batch."""
+        nu = self.dof
+        z2 = (y - self.loc) ** 2 / self.scale2
+        const = torch.lgamma((nu + 1) / 2) - torch.lgamma(nu / 2) - 0.5 * torch.log(math.pi * nu * self.scale2)
+        return const - (nu + 1) / 2 * torch.log1p(z2 / nu)
+
+    def cdf(self, y: torch.Tensor) -> torch.Tensor:
+        """P(Y <= y) for y broadcasting against the batch."""
+        z = (y - self.loc) / self.scale2.sqrt()
+        return _on_cpu(special.stdtr, self.dof, z)
+
+    def icdf(self, q: torch.Tensor) -> torch.Tensor:
+        """The quantile at levels q in (0, 1), broadcasting against the batch."""
+        return self.loc + self.scale2.sqrt() * _on_cpu(special.stdtrit, self.dof, q)
+
+    def cdf_grid(self, points: torch.Tensor) -> torch.Tensor:
+        """P(Y <= p) at every point p of ``points`` (P,) for every distribution of the batch: (..., P)."""
+        return StudentT(self.dof.unsqueeze(-1), self.loc.unsqueeze(-1), self.scale2.unsqueeze(-1)).cdf(points)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One draw per distribution, by inversion of a uniform from ``generator``."""
+        u = torch.rand(self.loc.shape, generator=generator, device=self.loc.device, dtype=torch.float64)
+        return self.icdf(u)
+
+
+def _on_cpu(function, dof: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """A scipy ufunc of (dof, values), broadcast, on CPU float64 numpy and back to the device."""
+    dof, values = torch.broadcast_tensors(dof.double(), values.double())
+    out = function(dof.cpu().numpy(), values.cpu().numpy())
+    return torch.from_numpy(out).to(values.device)

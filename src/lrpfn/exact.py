@@ -33,12 +33,14 @@ from .bayes import (
     MixturePosterior,
     Normal,
     NormalMixture,
+    StudentT,
     dmmse_nll,
     dmmse_posterior,
     dmmse_predictive,
     gaussian_observe,
     mixture_posterior,
     mixture_predictive,
+    nig_observe,
     pool_log_likelihood,
     ridge_nll,
     ridge_posterior,
@@ -291,6 +293,62 @@ class MixtureBayes(ExactPredictor):
 
     def posterior(self, x, y):
         return mixture_posterior(x, y, self.prior, self.noise_var)
+
+
+# --- unknown noise: sigma^2 ~ InvGamma(a, b), w | sigma^2 ~ N(0, sigma^2 V_0) -------------------
+
+
+class NormalInverseGammaState:
+    """A Normal-Inverse-Gamma posterior per sequence: ``sigma^2 ~ InvGamma(shape, rate)`` and ``w |
+    sigma^2 ~ N(mean, sigma^2 scaled_cov)``; mean (B, D), scaled_cov (B, D, D), shape and rate (B,)."""
+
+    def __init__(self, mean: torch.Tensor, scaled_cov: torch.Tensor, shape: torch.Tensor, rate: torch.Tensor):
+        self.mean, self.scaled_cov, self.shape, self.rate = mean, scaled_cov, shape, rate
+
+    def predictive(self, x: torch.Tensor) -> StudentT:
+        """``t_{2 shape}(mean·x, (rate / shape) (1 + x^T V x))``."""
+        spread = 1 + torch.einsum("...i,...ij,...j->...", x, self.scaled_cov, x)
+        return StudentT(2 * self.shape, (self.mean * x).sum(-1), self.rate / self.shape * spread)
+
+    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.mean, self.scaled_cov, self.shape, self.rate = nig_observe(
+            self.mean, self.scaled_cov, self.shape, self.rate, x, y
+        )
+
+    def copy(self) -> NormalInverseGammaState:
+        state = self.mean, self.scaled_cov, self.shape, self.rate
+        return NormalInverseGammaState(*(t.clone() for t in state))
+
+
+@dataclass(frozen=True)
+class UnknownNoiseBayes(ExactPredictor):
+    """The Bayes predictor when each task draws its own noise variance: ``sigma^2 ~
+    InvGamma(shape, scale)`` (shape > 1) and ``w | sigma^2 ~ N(0, sigma^2 I / s)``, with ``s =
+    scale / (shape - 1)`` the prior mean of sigma^2, so that w has covariance I marginally and
+    fixing sigma^2 at s gives :class:`Ridge` with noise_var s. The predictive is a Student-t
+    with 2 shape_n degrees of freedom."""
+
+    dim: int
+    shape: float
+    scale: float
+
+    def __post_init__(self):
+        if not (self.shape > 1 and self.scale > 0):
+            raise ValueError(
+                f"need shape > 1 and scale > 0 (a finite prior mean of sigma^2), got {self.shape}, {self.scale}"
+            )
+
+    @property
+    def mean_noise_var(self) -> float:
+        return self.scale / (self.shape - 1)
+
+    def start(self, batch: int, device=None) -> NormalInverseGammaState:
+        def full(value: float) -> torch.Tensor:
+            return torch.full((batch,), value, dtype=torch.float64, device=device)
+
+        eye = torch.eye(self.dim, dtype=torch.float64, device=device) / self.mean_noise_var
+        mean = torch.zeros(batch, self.dim, dtype=torch.float64, device=device)
+        return NormalInverseGammaState(mean, eye.expand(batch, -1, -1).clone(), full(self.shape), full(self.scale))
 
 
 # --- the roles of a run -----------------------------------------------------------------------

@@ -86,3 +86,28 @@ def test_a_noise_variance_known_in_the_limit_gives_ridge():
 def test_an_improper_noise_prior_is_refused():
     with pytest.raises(ValueError, match="shape > 1"):
         UnknownNoiseBayes(2, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("sampler", ["step_by_step", "by_task"])
+def test_exact_resampling_draws_the_posterior_of_w_and_the_noise(sampler):
+    # Long paths after a prefix of 6 pairs: each path's least-squares w and residual variance
+    # are its task's w and sigma^2 up to 1/N noise (N = 606: a 1 % wider spread at most), so
+    # they follow the exact posterior marginals, a Student-t per coordinate and InvGamma(a_n, b_n).
+    from lrpfn.resample import draw_inputs, resample_by_task, resample_exact
+
+    x, y = (torch.from_numpy(v) for v in sequences(4))
+    predictor = UnknownNoiseBayes(2, SHAPE, SCALE)
+    resample = resample_exact if sampler == "step_by_step" else resample_by_task
+    inputs = draw_inputs(4000, 600, 2, torch.Generator().manual_seed(8))
+    out = resample(predictor, inputs, x, y, generator=torch.Generator().manual_seed(9))
+    state = predictor.start(1)
+    for i in range(len(y)):
+        state.observe(x[i : i + 1], y[i : i + 1])
+    shape, rate = state.shape.item(), state.rate.item()
+    for d in range(2):
+        scale = math.sqrt(rate / shape * state.scaled_cov[0, d, d].item())
+        marginal = stats.t(df=2 * shape, loc=state.mean[0, d].item(), scale=scale)
+        assert stats.kstest(out.w_hat[:, d].numpy(), marginal.cdf).pvalue > 1e-3
+    resid = out.y - torch.einsum("bnd,bd->bn", out.x, out.w_hat)
+    noise_var = (resid**2).sum(-1) / (out.y.shape[1] - 2)
+    assert stats.kstest(noise_var.numpy(), stats.invgamma(shape, scale=rate).cdf).pvalue > 1e-3

@@ -378,6 +378,28 @@ class Normal(NormalMixture):
         return self.means[:, 0] + self.variances[:, 0].sqrt() * noise
 
 
+def categorical(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One index per row of ``logits`` (R, n), drawn with probability softmax(logits): by the
+    inverse cdf of one uniform per row (much cheaper than ``torch.multinomial``). (R,) int64."""
+    cum = torch.cumsum(torch.softmax(logits, dim=-1), dim=-1)
+    pick = torch.rand((cum.shape[0], 1), generator=generator, device=logits.device, dtype=logits.dtype)
+    return torch.searchsorted(cum, pick * cum[:, -1:], right=True).squeeze(-1).clamp(max=logits.shape[-1] - 1)
+
+
+def draw_from_mixture(
+    log_weights: torch.Tensor, means: torch.Tensor, covs: torch.Tensor, rows: torch.Tensor, generator=None
+) -> torch.Tensor:
+    """One w per entry of ``rows`` from the Gaussian mixture over w of that row: log weights
+    (G, C), means (G, C, D), covariances (G, C, D, D); (len(rows), D). A component by the inverse
+    cdf of the weights, then ``w = mean + cov^(1/2) z``; the symmetric square root serves
+    singular covariances (a pool's zeros, a spike's zero rows)."""
+    component = categorical(log_weights[rows], generator)
+    values, vectors = torch.linalg.eigh(covs)
+    roots = vectors * values.clamp_min(0).sqrt().unsqueeze(-2)
+    z = torch.randn(len(rows), means.shape[-1], generator=generator, device=means.device, dtype=means.dtype)
+    return means[rows, component] + (roots[rows, component] @ z.unsqueeze(-1)).squeeze(-1)
+
+
 # --- unknown noise: Normal-Inverse-Gamma posterior, Student-t predictive -----------------------
 
 
@@ -446,6 +468,13 @@ class StudentT:
         """One draw per distribution, by inversion of a uniform from ``generator``."""
         u = torch.rand(self.loc.shape, generator=generator, device=self.loc.device, dtype=torch.float64)
         return self.icdf(u)
+
+
+def inverse_gamma(shape: torch.Tensor, rate: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw of ``InvGamma(shape, rate)`` per entry: ``rate / G`` with ``G ~ Gamma(shape, 1)``
+    by the quantile of a uniform from ``generator`` (reproducible, unlike torch's gamma sampler)."""
+    u = torch.rand(shape.shape, generator=generator, device=shape.device, dtype=torch.float64)
+    return rate / _on_cpu(special.gammaincinv, shape, u)
 
 
 def _on_cpu(function, dof: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

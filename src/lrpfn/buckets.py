@@ -30,6 +30,7 @@ import math
 import numpy as np
 import torch
 
+from .bayes import categorical
 from .priors import Prior
 
 HEADS = ("bar", "location_scale")
@@ -537,14 +538,6 @@ def _log_half_normal(
     log_density = (log_mass - torch.log(scale.squeeze(-1))).unsqueeze(-1) + _LOG_2_OVER_SQRT_2PI - 0.5 * z**2
     outside = z >= 0 if side == -1 else z < 0
     return torch.logsumexp(log_density.masked_fill_(outside, -torch.inf), -2)
-
-
-def categorical(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One index per row of ``logits`` (R, n), drawn with probability softmax(logits): by the
-    inverse cdf of one uniform per row (much cheaper than ``torch.multinomial``). (R,) int64."""
-    cum = torch.cumsum(torch.softmax(logits, dim=-1), dim=-1)
-    pick = torch.rand((cum.shape[0], 1), generator=generator, device=logits.device, dtype=logits.dtype)
-    return torch.searchsorted(cum, pick * cum[:, -1:], right=True).squeeze(-1).clamp(max=logits.shape[-1] - 1)
 
 
 def _normal_lower_tail(z: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,9 @@ from .bayes import (
     dmmse_nll,
     dmmse_posterior,
     dmmse_predictive,
+    draw_from_mixture,
     gaussian_observe,
+    inverse_gamma,
     mixture_posterior,
     mixture_predictive,
     nig_observe,
@@ -105,6 +107,16 @@ class ExactPredictor(ABC):
     def posterior(self, x: torch.Tensor, y: torch.Tensor):
         """The posterior over the task's parameters after all pairs of each sequence."""
         raise NotImplementedError(f"{type(self).__name__} defines no posterior over task parameters")
+
+    def draw_tasks(
+        self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, float | torch.Tensor]:
+        """Tasks from the posterior after the pairs x (G, n, D), y (G, n), one per entry of
+        ``rows`` (indices into G): w (len(rows), D) and the noise sd of y given w, a float shared
+        by all or one per task. The default serves predictors with a fixed ``noise_var`` and a
+        Gaussian-mixture :meth:`posterior` over w."""
+        log_weights, means, covs = (v.to(rows.device) for v in self.posterior(x, y))
+        return draw_from_mixture(log_weights, means, covs, rows, generator), self.noise_var**0.5
 
 
 class _CachedPredictive:
@@ -341,6 +353,18 @@ class UnknownNoiseBayes(ExactPredictor):
     @property
     def mean_noise_var(self) -> float:
         return self.scale / (self.shape - 1)
+
+    def draw_tasks(self, x, y, rows, generator=None):
+        """``sigma^2 ~ InvGamma(a_n, b_n)``, then ``w ~ N(mu_n, sigma^2 V_n)``; the noise sd is sigma."""
+        state = self.start(x.shape[0], rows.device)
+        for i in range(x.shape[1]):
+            state.observe(x[:, i].double(), y[:, i].double())
+        noise_var = inverse_gamma(state.shape[rows], state.rate[rows], generator)
+        values, vectors = torch.linalg.eigh(state.scaled_cov)
+        roots = (vectors * values.clamp_min(0).sqrt().unsqueeze(-2))[rows]
+        z = torch.randn(len(rows), self.dim, generator=generator, device=rows.device, dtype=torch.float64)
+        w = state.mean[rows] + noise_var.sqrt().unsqueeze(-1) * (roots @ z.unsqueeze(-1)).squeeze(-1)
+        return w, noise_var.sqrt()
 
     def start(self, batch: int, device=None) -> NormalInverseGammaState:
         def full(value: float) -> torch.Tensor:

@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .bayes import LOG_2PI, NormalMixture
-from .buckets import BarDistribution, categorical
+from .bayes import LOG_2PI, NormalMixture, categorical
+from .buckets import BarDistribution
 from .exact import ExactPredictor
 from .model import PFN
 from .tasks import Batch

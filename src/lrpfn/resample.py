@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .buckets import BarDistribution, categorical
+from .buckets import BarDistribution
 from .exact import ExactPredictor
 from .model import PFN
 
@@ -185,9 +185,8 @@ def resample_by_task(
     generator: torch.Generator | None = None,
 ) -> Resampled:
     """Exact predictive resampling along ``inputs`` (B, N, D), one task per path: w from the
-    predictor's posterior given the prefix (:meth:`lrpfn.exact.ExactPredictor.posterior`, a
-    Gaussian mixture over w: a component by its weight, then its Gaussian; a pool's components
-    have zero covariance), then ``y_t = w·x_t + noise`` at every step. The paths have the
+    predictor's posterior given the prefix, with its noise level
+    (:meth:`lrpfn.exact.ExactPredictor.draw_tasks`), then ``y_t = w·x_t + noise`` at every step. The paths have the
     distribution of :func:`resample_exact`'s; the random numbers differ.
 
     The prefix is one (n, D)/(n,) for every path, or G of them, (G, n, D)/(G, n), each the
@@ -197,17 +196,15 @@ def resample_by_task(
     px, py = _stacked(prefix_x, prefix_y, dim, device, dtype)
     groups = px.shape[0]
     per_group = _paths_per_prefix(n_paths, groups)
-    log_weights, means, covs = (v.to(device) for v in predictor.posterior(px, py))
-    # A component per path by the inverse cdf of the weights, then w = mean + cov^(1/2) z; the
-    # symmetric square root serves singular covariances (a pool's zeros, a spike's zero rows).
     group = torch.arange(groups, device=device).repeat_interleave(per_group)
-    component = categorical(log_weights[group], generator)
-    values, vectors = torch.linalg.eigh(covs)
-    roots = vectors * values.clamp_min(0).sqrt().unsqueeze(-2)
-    z = torch.randn(n_paths, dim, generator=generator, device=device, dtype=dtype)
-    w = means[group, component] + (roots[group, component] @ z.unsqueeze(-1)).squeeze(-1)
+    w, noise_sd = predictor.draw_tasks(px, py, group, generator)
     noise = torch.randn(n_paths, n_steps, generator=generator, device=device, dtype=dtype)
-    y_new = (inputs @ w.unsqueeze(-1)).squeeze(-1) + predictor.noise_var**0.5 * noise
+    y_new = (inputs @ w.unsqueeze(-1)).squeeze(-1) + _per_path(noise_sd) * noise
     xs = torch.cat([px[group], inputs], 1)
     ys = torch.cat([py[group], y_new], 1)
     return Resampled(w_hat=least_squares(xs, ys), x=xs, y=ys)
+
+
+def _per_path(noise_sd: float | torch.Tensor) -> float | torch.Tensor:
+    """A noise sd shared by every path as it is, one per path (B,) as a column against (B, N)."""
+    return noise_sd.unsqueeze(-1) if isinstance(noise_sd, torch.Tensor) else noise_sd

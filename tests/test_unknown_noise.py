@@ -111,3 +111,68 @@ def test_exact_resampling_draws_the_posterior_of_w_and_the_noise(sampler):
     resid = out.y - torch.einsum("bnd,bd->bn", out.x, out.w_hat)
     noise_var = (resid**2).sum(-1) / (out.y.shape[1] - 2)
     assert stats.kstest(noise_var.numpy(), stats.invgamma(shape, scale=rate).cdf).pvalue > 1e-3
+
+
+# --- a pool of tasks, each with its own noise variance -----------------------------------------
+
+POOL_W = torch.tensor([[1.5, 0.0], [0.0, 1.5], [-1.5, 0.0], [0.3, -1.2], [0.0, 0.0]], dtype=torch.float64)
+POOL_VAR = torch.tensor([0.05, 0.2, 0.6, 1.5, 3.0], dtype=torch.float64)
+
+
+def pool_nll_by_hand(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """-log p(y_i | pairs < i) with the weights of each task its likelihood so far, in numpy."""
+    w, var = POOL_W.numpy(), POOL_VAR.numpy()
+    log_w, nll = np.zeros(len(w)), []
+    for xi, yi in zip(x, y, strict=True):
+        log_like = stats.norm(xi @ w.T, np.sqrt(var)).logpdf(yi)
+        nll.append(-(np.logaddexp.reduce(log_w + log_like) - np.logaddexp.reduce(log_w)))
+        log_w = log_w + log_like
+    return np.array(nll)
+
+
+def test_a_pool_with_noise_per_task_scores_as_by_hand():
+    from lrpfn.exact import ExactPredictor, PoolBayes
+
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(3, 7, 2, generator=g, dtype=torch.float64)
+    task = torch.tensor([1, 3, 4])
+    y = (x @ POOL_W[task].unsqueeze(-1)).squeeze(-1) + POOL_VAR[task].sqrt().unsqueeze(-1) * torch.randn(
+        3, 7, generator=g
+    )
+    pool = PoolBayes(POOL_W, POOL_VAR)
+    mean, nll = pool.score_sequences(x, y)  # the streaming scan
+    state_mean, state_nll = ExactPredictor.score_sequences(pool, x, y)  # the state, pair by pair
+    expected = torch.from_numpy(np.stack([pool_nll_by_hand(x[b].numpy(), y[b].numpy()) for b in range(3)]))
+    torch.testing.assert_close(nll, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(state_nll, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(state_mean, mean, rtol=1e-12, atol=1e-12)
+    query = torch.tensor([0.4, -0.8], dtype=torch.float64)
+    at = pool.prompt_predictive(x[0, :4], y[0, :4], query)
+    state = pool.start(1)
+    for i in range(4):
+        state.observe(x[0, i : i + 1], y[0, i : i + 1])
+    grid = torch.linspace(-4, 4, 9, dtype=torch.float64)
+    torch.testing.assert_close(
+        at.log_density(grid), state.predictive(query[None]).log_prob(grid[:, None]).squeeze(-1), rtol=1e-12, atol=0
+    )
+    # A shared noise variance given per task is the shared-noise pool.
+    shared = PoolBayes(POOL_W, torch.full((5,), 0.3, dtype=torch.float64)).score_sequences(x, y)
+    torch.testing.assert_close(shared[1], PoolBayes(POOL_W, 0.3).score_sequences(x, y)[1], rtol=1e-13, atol=1e-13)
+
+
+def test_resampling_a_pool_by_task_keeps_each_tasks_noise():
+    from lrpfn.exact import PoolBayes
+    from lrpfn.resample import draw_inputs, resample_by_task
+
+    pool = PoolBayes(POOL_W, POOL_VAR)
+    out = resample_by_task(pool, draw_inputs(5000, 300, 2, torch.Generator().manual_seed(11)),
+                           generator=torch.Generator().manual_seed(12))  # fmt: skip
+    task = torch.cdist(out.w_hat, POOL_W).argmin(-1)  # w_hat of 300 points sits on its task
+    resid = out.y - torch.einsum("bnd,bd->bn", out.x, out.w_hat)
+    noise_var = (resid**2).sum(-1) / (out.y.shape[1] - 2)
+    for m in range(5):
+        picked = noise_var[task == m]
+        # Uniform prior: 1000 paths per task, within 4 binomial SEs (about 28 paths).
+        assert abs(len(picked) - 1000) < 4 * math.sqrt(5000 * 0.2 * 0.8)
+        # Each path's residual variance: its task's, with relative SE sqrt(2 / 298) per path.
+        assert abs(picked.mean().item() / POOL_VAR[m].item() - 1) < 4 * math.sqrt(2 / 298 / len(picked))

@@ -92,18 +92,23 @@ def ridge_nll(x: torch.Tensor, y: torch.Tensor, noise_var: float) -> torch.Tenso
     return gaussian_nll(y.double(), mean, var).to(y.dtype)
 
 
-def _dmmse_scan(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: float):
+NoiseVar = float | torch.Tensor  # one noise variance for every task, or one per pool task (M,)
+
+
+def _dmmse_scan(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: NoiseVar):
     """One pass over the pool (in chunks) accumulating, for every position i,
 
     * ``log_z``: logsumexp_m of the log posterior weight ``l_m(i)`` (pairs < i),
     * ``mean``:  sum_m pi_m(i) w_m·x_i,
-    * ``log_pred``: log sum_m pi_m(i) N(y_i; w_m·x_i, noise_var).
+    * ``log_pred``: log sum_m pi_m(i) N(y_i; w_m·x_i, noise_var_m).
 
-    Streaming logsumexp keeps memory at O(chunk) for pools of any size.
+    Streaming logsumexp keeps memory at O(chunk) for pools of any size. With one noise variance
+    per task its log enters every pair's weight; a shared one cancels and is added at the end.
     """
     batch, length, _ = x.shape
     xd, yd, pd_ = x.double(), y.double(), pool.double().to(x.device)
-    log_norm = -0.5 * (LOG_2PI + math.log(noise_var))
+    per_task = isinstance(noise_var, torch.Tensor)
+    log_norm = -0.5 * LOG_2PI if per_task else -0.5 * (LOG_2PI + math.log(noise_var))
     log_z = torch.full((batch, length), -math.inf, dtype=torch.float64, device=x.device)
     log_joint = torch.full_like(log_z, -math.inf)
     mean = torch.zeros_like(log_z)
@@ -111,7 +116,11 @@ def _dmmse_scan(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var:
     for start in range(0, pd_.shape[0], pool_chunk):
         w = pd_[start : start + pool_chunk]  # (m, D)
         pred = xd @ w.T  # (B, K, m)
-        sq = (yd.unsqueeze(-1) - pred) ** 2 / (2 * noise_var)
+        if per_task:
+            var = noise_var[start : start + pool_chunk].double().to(x.device)
+            sq = (yd.unsqueeze(-1) - pred) ** 2 / (2 * var) + 0.5 * torch.log(var)
+        else:
+            sq = (yd.unsqueeze(-1) - pred) ** 2 / (2 * noise_var)
         log_w = -(torch.cumsum(sq, dim=1) - sq)  # exclusive: pairs before i
         chunk_z = torch.logsumexp(log_w, dim=-1)
         new_z = torch.logaddexp(log_z, chunk_z)
@@ -121,7 +130,7 @@ def _dmmse_scan(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var:
     return log_z, mean, log_joint - log_z + log_norm
 
 
-def dmmse_predictive(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: float) -> torch.Tensor:
+def dmmse_predictive(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: NoiseVar) -> torch.Tensor:
     """Pool-prior posterior mean prediction ``(sum_m pi_m w_m)·x_i``, (B, K)."""
     out = torch.empty(y.shape, dtype=torch.float64, device=x.device)
     for chunk in _batch_chunks(x.shape[0], x.shape[1] * _MIN_POOL_CHUNK):
@@ -129,7 +138,7 @@ def dmmse_predictive(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise
     return out.to(y.dtype)
 
 
-def dmmse_nll(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: float) -> torch.Tensor:
+def dmmse_nll(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: NoiseVar) -> torch.Tensor:
     """Exact NLL (nats) of each observed ``y_i`` under the pool-prior mixture predictive, (B, K)."""
     out = torch.empty(y.shape, dtype=torch.float64, device=x.device)
     for chunk in _batch_chunks(x.shape[0], x.shape[1] * _MIN_POOL_CHUNK):
@@ -137,7 +146,7 @@ def dmmse_nll(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: f
     return out.to(y.dtype)
 
 
-def dmmse_posterior(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: float) -> torch.Tensor:
+def dmmse_posterior(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: NoiseVar) -> torch.Tensor:
     """Posterior weights over the pool after *all* K pairs, (B, M) float64 summing to 1."""
     return torch.softmax(pool_log_likelihood(x, y, pool, noise_var), dim=-1)
 
@@ -168,10 +177,14 @@ def gaussian_observe(
     return mean, cov
 
 
-def pool_log_likelihood(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: float) -> torch.Tensor:
+def pool_log_likelihood(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: NoiseVar) -> torch.Tensor:
     """Log likelihood of n pairs under each pool task, up to a constant shared by the tasks:
-    ``-||y - X w_m||^2 / (2 noise_var)``, (B, M) float64 for x (B, n, D), y (B, n)."""
+    ``-||y - X w_m||^2 / (2 noise_var)``, minus ``n log(noise_var_m) / 2`` where each task has
+    its own noise variance; (B, M) float64 for x (B, n, D), y (B, n)."""
     resid = y.double().unsqueeze(-1) - x.double() @ pool.double().to(x.device).T  # (B, n, M)
+    if isinstance(noise_var, torch.Tensor):
+        var = noise_var.double().to(x.device)
+        return -(resid**2).sum(-2) / (2 * var) - 0.5 * x.shape[1] * torch.log(var)
     return -(resid**2).sum(-2) / (2 * noise_var)
 
 
@@ -388,16 +401,17 @@ def categorical(logits: torch.Tensor, generator: torch.Generator | None = None) 
 
 def draw_from_mixture(
     log_weights: torch.Tensor, means: torch.Tensor, covs: torch.Tensor, rows: torch.Tensor, generator=None
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One w per entry of ``rows`` from the Gaussian mixture over w of that row: log weights
-    (G, C), means (G, C, D), covariances (G, C, D, D); (len(rows), D). A component by the inverse
+    (G, C), means (G, C, D), covariances (G, C, D, D); w (len(rows), D) and the component each
+    came from (len(rows),). A component by the inverse
     cdf of the weights, then ``w = mean + cov^(1/2) z``; the symmetric square root serves
     singular covariances (a pool's zeros, a spike's zero rows)."""
     component = categorical(log_weights[rows], generator)
     values, vectors = torch.linalg.eigh(covs)
     roots = vectors * values.clamp_min(0).sqrt().unsqueeze(-2)
     z = torch.randn(len(rows), means.shape[-1], generator=generator, device=means.device, dtype=means.dtype)
-    return means[rows, component] + (roots[rows, component] @ z.unsqueeze(-1)).squeeze(-1)
+    return means[rows, component] + (roots[rows, component] @ z.unsqueeze(-1)).squeeze(-1), component
 
 
 # --- unknown noise: Normal-Inverse-Gamma posterior, Student-t predictive -----------------------

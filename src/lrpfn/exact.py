@@ -31,6 +31,7 @@ import torch
 
 from .bayes import (
     MixturePosterior,
+    NoiseVar,
     Normal,
     NormalMixture,
     StudentT,
@@ -113,10 +114,14 @@ class ExactPredictor(ABC):
     ) -> tuple[torch.Tensor, float | torch.Tensor]:
         """Tasks from the posterior after the pairs x (G, n, D), y (G, n), one per entry of
         ``rows`` (indices into G): w (len(rows), D) and the noise sd of y given w, a float shared
-        by all or one per task. The default serves predictors with a fixed ``noise_var`` and a
-        Gaussian-mixture :meth:`posterior` over w."""
+        by all or one per task. The default serves predictors with a Gaussian-mixture
+        :meth:`posterior` over w and a ``noise_var``, one for all or one per component (a pool's
+        tasks with their own noise)."""
         log_weights, means, covs = (v.to(rows.device) for v in self.posterior(x, y))
-        return draw_from_mixture(log_weights, means, covs, rows, generator), self.noise_var**0.5
+        w, component = draw_from_mixture(log_weights, means, covs, rows, generator)
+        if isinstance(self.noise_var, torch.Tensor):
+            return w, self.noise_var.double().to(rows.device)[component].sqrt()
+        return w, self.noise_var**0.5
 
 
 class _CachedPredictive:
@@ -189,27 +194,33 @@ class PoolDraw(NormalMixture):
 
     tasks: torch.Tensor | None = None  # (M, D)
     x: torch.Tensor | None = None  # (B, D)
-    noise_var: float = 0.0
+    noise_var: NoiseVar = 0.0  # shared, or per task (M,)
     unnormalised: torch.Tensor | None = None  # (B, M) log weights before normalising
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         m = torch.multinomial(torch.softmax(self.unnormalised, -1), 1, generator=generator).squeeze(-1)
         noise = torch.randn(len(m), generator=generator, device=self.x.device, dtype=torch.float64)
-        return (self.tasks[m] * self.x).sum(-1) + self.noise_var**0.5 * noise
+        sd = self.noise_var[m].sqrt() if isinstance(self.noise_var, torch.Tensor) else self.noise_var**0.5
+        return (self.tasks[m] * self.x).sum(-1) + sd * noise
 
 
 class PoolState(_CachedPredictive):
     """Log posterior weights over the pool per sequence, (B, M), kept in range by
-    subtracting the largest after each update."""
+    subtracting the largest after each update; the noise variance shared or per task (M,)."""
 
-    def __init__(self, tasks: torch.Tensor, noise_var: float, log_w: torch.Tensor):
+    def __init__(self, tasks: torch.Tensor, noise_var: NoiseVar, log_w: torch.Tensor):
         self.tasks, self.noise_var, self.log_w = tasks, noise_var, log_w
 
     def predictive(self, x: torch.Tensor) -> PoolDraw:
         means = x @ self.tasks.T
         self._at = (x, means)
+        variances = (
+            self.noise_var.expand_as(means)
+            if isinstance(self.noise_var, torch.Tensor)
+            else torch.full_like(means, self.noise_var)
+        )
         return PoolDraw(
-            torch.log_softmax(self.log_w, -1), means, torch.full_like(means, self.noise_var),
+            torch.log_softmax(self.log_w, -1), means, variances,
             tasks=self.tasks, x=x, noise_var=self.noise_var, unnormalised=self.log_w,
         )  # fmt: skip
 
@@ -217,6 +228,8 @@ class PoolState(_CachedPredictive):
         means = self._reuse(x)
         means = x @ self.tasks.T if means is None else means
         log_w = self.log_w - (y.unsqueeze(-1) - means) ** 2 / (2 * self.noise_var)
+        if isinstance(self.noise_var, torch.Tensor):
+            log_w = log_w - 0.5 * torch.log(self.noise_var)
         self.log_w = log_w - log_w.max(-1, keepdim=True).values
 
     def copy(self) -> PoolState:
@@ -225,10 +238,11 @@ class PoolState(_CachedPredictive):
 
 @dataclass(frozen=True, eq=False)
 class PoolBayes(ExactPredictor):
-    """The Bayes predictor of ``w ~ Uniform{w_1..w_M}`` (dMMSE)."""
+    """The Bayes predictor of ``w ~ Uniform{w_1..w_M}`` (dMMSE); the noise variance shared by the
+    tasks, or one per task (M,) when each task drew its own."""
 
     tasks: torch.Tensor  # (M, D)
-    noise_var: float
+    noise_var: NoiseVar
 
     @property
     def dim(self) -> int:
@@ -236,7 +250,10 @@ class PoolBayes(ExactPredictor):
 
     def start(self, batch: int, device=None) -> PoolState:
         tasks = self.tasks.to(device=device, dtype=torch.float64)
-        return PoolState(tasks, self.noise_var, torch.zeros(batch, len(tasks), dtype=torch.float64, device=device))
+        noise_var = self.noise_var
+        if isinstance(noise_var, torch.Tensor):
+            noise_var = noise_var.to(device=device, dtype=torch.float64)
+        return PoolState(tasks, noise_var, torch.zeros(batch, len(tasks), dtype=torch.float64, device=device))
 
     def score_sequences(self, x, y):
         x, y = x.double(), y.double()
@@ -245,10 +262,12 @@ class PoolBayes(ExactPredictor):
     def prompt_predictive(self, x, y, query) -> NormalMixture:
         tasks = self.tasks.double()
         log_w = pool_log_likelihood(x.unsqueeze(0), y.unsqueeze(0), tasks, self.noise_var)[0]
+        variances = (
+            self.noise_var.double().reshape(1, -1) if isinstance(self.noise_var, torch.Tensor)
+            else torch.full((1, len(tasks)), float(self.noise_var), dtype=torch.float64)
+        )  # fmt: skip
         return NormalMixture(
-            torch.log_softmax(log_w, dim=0).unsqueeze(0),
-            (tasks @ query.double()).unsqueeze(0),
-            torch.full((1, len(tasks)), float(self.noise_var), dtype=torch.float64),
+            torch.log_softmax(log_w, dim=0).unsqueeze(0), (tasks @ query.double()).unsqueeze(0), variances
         )
 
     def posterior(self, x, y):

@@ -1,6 +1,7 @@
 """Running the workflow from tests: the test config in a temporary folder."""
 
 import copy
+import hashlib
 import re
 import shutil
 import subprocess
@@ -96,3 +97,13 @@ def slow_training_config() -> dict:
     config = yaml.safe_load(yaml.safe_dump(TEST_CONFIG))
     config["train"].update(steps=1600, batch_size=128, save_every=50, checkpoints=2)
     return config
+
+
+def artifact_hashes(workdir: Path) -> dict[str, str]:
+    """sha256 of every table and checkpoint under the results folder, by relative path."""
+    root = workdir / RESULTS
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.suffix in (".parquet", ".pt")
+    }

@@ -23,7 +23,7 @@ from cluster.slurm_node import ClusterUnavailable, SingleNodeSlurm
 
 from lrpfn.io import load_torch
 
-from helpers import REPO, RESULTS, TEST_CONFIG, expected_outputs, new_workdir, slow_training_config
+from helpers import REPO, RESULTS, TEST_CONFIG, artifact_hashes, expected_outputs, new_workdir, slow_training_config
 
 PROFILE = REPO / "profiles/slurm"
 # The whole test config: per pool size (1, 4, inf) one training run, evaluation and resampling
@@ -161,7 +161,11 @@ def test_every_remote_job_runs_as_a_completed_slurm_job(runs):
 
 
 def test_slurm_outputs_equal_the_local_run(runs):
+    """A second clean run of the test config, through another executor: every table and
+    checkpoint equal to the local run's, byte for byte (what tests/test_faults.py asserts of two
+    local runs where no cluster runs)."""
     local, slurm = runs["local"] / RESULTS, runs["slurm"] / RESULTS
+    assert artifact_hashes(runs["slurm"]) == artifact_hashes(runs["local"])
     tables = sorted(p.relative_to(local) for p in local.rglob("*.parquet"))
     assert tables == sorted(p.relative_to(slurm) for p in slurm.rglob("*.parquet"))
     assert tables == sorted(Path(f) for f in expected_outputs() if f.endswith(".parquet"))

@@ -355,6 +355,10 @@ def test_the_task_diversity_figure_waits_for_no_resampling(tmp_path_factory):
 def test_the_parse_path_imports_no_torch(pipeline):
     check = "import lrpfn.config, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", check], check=True)
+    # Nor do the figures drawn from tables alone: torch's import is most of such a job's time.
+    modules = "lrpfn.plots.sweep, lrpfn.plots.predictive, lrpfn.plots.premise"
+    figures = f"import {modules}, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", figures], check=True)
     # Every module a dry run imports, from Python's own import trace.
     command = snakemake_command(pipeline, "-n")
     result = subprocess.run(
@@ -492,6 +496,7 @@ def test_an_overlay_of_the_experiments_shape_alone_runs_end_to_end(tmp_path_fact
         "train": {"steps": 40},
         "eval": {"n_sequences": 32},
         "resample": {"n_paths": 50},
+        "premise": {"prompts": 2, "continuations": 4, "permutations": 2, "coverage_paths": 10},
     }
     workdir = new_workdir(tmp_path_factory, "small", overlay(overlay(default, SMALL_SHAPE), fast))
     snakemake(workdir)

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-from scipy import special
 
 if TYPE_CHECKING:
     from .priors import GaussianMixture
@@ -468,11 +467,11 @@ class StudentT:
     def cdf(self, y: torch.Tensor) -> torch.Tensor:
         """P(Y <= y) for y broadcasting against the batch."""
         z = (y - self.loc) / self.scale2.sqrt()
-        return _on_cpu(special.stdtr, self.dof, z)
+        return _on_cpu("stdtr", self.dof, z)
 
     def icdf(self, q: torch.Tensor) -> torch.Tensor:
         """The quantile at levels q in (0, 1), broadcasting against the batch."""
-        return self.loc + self.scale2.sqrt() * _on_cpu(special.stdtrit, self.dof, q)
+        return self.loc + self.scale2.sqrt() * _on_cpu("stdtrit", self.dof, q)
 
     def cdf_grid(self, points: torch.Tensor) -> torch.Tensor:
         """P(Y <= p) at every point p of ``points`` (P,) for every distribution of the batch: (..., P)."""
@@ -488,11 +487,14 @@ def inverse_gamma(shape: torch.Tensor, rate: torch.Tensor, generator: torch.Gene
     """One draw of ``InvGamma(shape, rate)`` per entry: ``rate / G`` with ``G ~ Gamma(shape, 1)``
     by the quantile of a uniform from ``generator`` (reproducible, unlike torch's gamma sampler)."""
     u = torch.rand(shape.shape, generator=generator, device=shape.device, dtype=torch.float64)
-    return rate / _on_cpu(special.gammaincinv, shape, u)
+    return rate / _on_cpu("gammaincinv", shape, u)
 
 
-def _on_cpu(function, dof: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """A scipy ufunc of (dof, values), broadcast, on CPU float64 numpy and back to the device."""
+def _on_cpu(name: str, dof: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """The ufunc ``scipy.special.<name>`` of (dof, values), broadcast, on CPU float64 numpy and
+    back to the device (scipy is imported here: most jobs never need it)."""
+    from scipy import special
+
     dof, values = torch.broadcast_tensors(dof.double(), values.double())
-    out = function(dof.cpu().numpy(), values.cpu().numpy())
+    out = getattr(special, name)(dof.cpu().numpy(), values.cpu().numpy())
     return torch.from_numpy(out).to(values.device)

@@ -1,7 +1,8 @@
 """Artifact I/O: atomic writes and loads that name the file when something is wrong.
 
 Every artifact is written to a temporary name in its destination folder and renamed into
-place, so a reader (or a rerun) never sees half a file.
+place, so a reader (or a rerun) never sees half a file. Torch is imported only to save or load
+a ``.pt`` file: the jobs that draw figures from tables never pay for it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 
 class ArtifactError(RuntimeError):
@@ -57,12 +57,16 @@ def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> p
 
 def save_torch(obj, path: str | os.PathLike) -> None:
     """Atomic ``torch.save``; the bytes depend only on ``obj`` (reproducible hashes)."""
+    import torch
+
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(obj, f)  # a file object, not a name: torch would record the temporary name
 
 
 def load_torch(path: str | os.PathLike, map_location="cpu"):
     """Load with ``weights_only=True``: tensors and plain containers only, never code."""
+    import torch
+
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:

@@ -21,6 +21,7 @@ results come back in the input's floating dtype.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -343,6 +344,11 @@ class NormalMixture:
         z = (y.unsqueeze(-1) - self.means) / self.variances.sqrt()
         return (self.log_weights.exp() * torch.special.ndtr(z)).sum(-1)
 
+    def standardised(self, loc: torch.Tensor, scale: torch.Tensor) -> NormalMixture:
+        """The distribution of ``(Y - loc) / scale``, loc and scale (...) per mixture."""
+        loc, scale = loc.unsqueeze(-1), scale.unsqueeze(-1)
+        return dataclasses.replace(self, means=(self.means - loc) / scale, variances=self.variances / scale**2)
+
     def cdf_grid(self, points: torch.Tensor) -> torch.Tensor:
         """P(Y <= p) at every point p of ``points`` (P,) for every mixture of the batch: (..., P)."""
         z = (points.unsqueeze(-1) - self.means.unsqueeze(-2)) / self.variances.sqrt().unsqueeze(-2)
@@ -481,6 +487,29 @@ class StudentT:
         """One draw per distribution, by inversion of a uniform from ``generator``."""
         u = torch.rand(self.loc.shape, generator=generator, device=self.loc.device, dtype=torch.float64)
         return self.icdf(u)
+
+    def standardised(self, loc: torch.Tensor, scale: torch.Tensor) -> StudentT:
+        """The distribution of ``(Y - loc) / scale``, loc and scale (...) per distribution."""
+        return StudentT(self.dof, (self.loc - loc) / scale, self.scale2 / scale**2)
+
+    # One distribution (a batch of one): densities on a grid of y, for quadrature and figures.
+
+    def log_density(self, y: torch.Tensor) -> torch.Tensor:
+        """log p(y) of a single distribution at every y (any shape)."""
+        return self.log_prob(torch.as_tensor(y, dtype=torch.float64))
+
+    def span(self, sds: float = 12.0) -> tuple[float, float]:
+        """The central interval holding all but ``2 Phi(-sds)`` of the mass — a Gaussian's ``sds``
+        sd — or all but 2e-15 where that is wider (the tails are polynomial)."""
+        level = max(math.erfc(sds / math.sqrt(2)) / 2, 1e-15)
+        q = torch.tensor([level, 1 - level], dtype=torch.float64)
+        lo, hi = self.icdf(q).flatten().tolist()
+        return lo, hi
+
+    @property
+    def resolution(self) -> float:
+        """The narrowest length scale of a single distribution's density: its scale."""
+        return self.scale2.min().sqrt().item()
 
 
 def inverse_gamma(shape: torch.Tensor, rate: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

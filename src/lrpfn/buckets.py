@@ -422,13 +422,11 @@ class LocationScaleBar(BarDistribution):
 
     def fit(self, exact) -> torch.Tensor:
         """Location and scale at ``exact``'s mean and sd, bars KL-best on the standardised scale:
-        outputs (..., n + 2) for a batch of predictives (:class:`lrpfn.bayes.NormalMixture`)."""
+        outputs (..., n + 2) for a batch of predictives (:class:`lrpfn.bayes.NormalMixture`,
+        :class:`lrpfn.bayes.StudentT`: anything with mean, variance, ``standardised`` and
+        ``cdf_grid``)."""
         mean, sd = exact.mean, exact.variance.sqrt()
-        standard = dataclasses.replace(
-            exact,
-            means=(exact.means - mean.unsqueeze(-1)) / sd.unsqueeze(-1),
-            variances=exact.variances / sd.unsqueeze(-1) ** 2,
-        )
+        standard = exact.standardised(mean, sd)
         unit = self.unit.to(mean.dtype)
         logits = _bucket_log_masses(standard, self.borders) - self.base
         return torch.cat([(mean / unit).unsqueeze(-1), torch.log(sd / unit).unsqueeze(-1), logits], -1)

@@ -516,7 +516,12 @@ def inverse_gamma(shape: torch.Tensor, rate: torch.Tensor, generator: torch.Gene
     """One draw of ``InvGamma(shape, rate)`` per entry: ``rate / G`` with ``G ~ Gamma(shape, 1)``
     by the quantile of a uniform from ``generator`` (reproducible, unlike torch's gamma sampler)."""
     u = torch.rand(shape.shape, generator=generator, device=shape.device, dtype=torch.float64)
-    return rate / _on_cpu("gammaincinv", shape, u)
+    return rate / gamma_quantile(shape, u)
+
+
+def gamma_quantile(shape: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The quantile of ``Gamma(shape, 1)`` at levels u (broadcast), float64."""
+    return _on_cpu("gammaincinv", shape, u)
 
 
 def _on_cpu(name: str, dof: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

@@ -49,6 +49,7 @@ def prior_borders(
     prior: Prior,
     seed: int = 0,
     n_samples: int = 1 << 21,
+    features=None,
 ) -> torch.Tensor:
     """Bucket borders at quantiles of the ``T_true`` prior predictive of y, (n_buckets + 1,) float64.
 
@@ -59,7 +60,7 @@ def prior_borders(
     """
     if n_buckets < 2:
         raise ValueError(f"n_buckets must be >= 2, got {n_buckets}")
-    y = _prior_predictive_draws(noise_var, prior, seed, n_samples // 2)
+    y = _prior_predictive_draws(noise_var, prior, seed, n_samples // 2, features)
     y = np.concatenate([y, -y])
     borders = np.quantile(y, _border_levels(n_buckets))
     if np.any(np.diff(borders) <= 0):
@@ -471,18 +472,21 @@ def standard_borders(n_buckets: int, spread: float = SPREAD) -> torch.Tensor:
     return (quantiles - quantiles.flip(0)) / 2  # the mirror images average to exact symmetry
 
 
-def prior_scale(noise_var: float, prior: Prior, seed: int = 0, n_samples: int = 1 << 21) -> float:
+def prior_scale(noise_var: float, prior: Prior, seed: int = 0, n_samples: int = 1 << 21, features=None) -> float:
     """The sd of the prior predictive of y, by Monte Carlo as in :func:`prior_borders`."""
-    y = _prior_predictive_draws(noise_var, prior, seed, n_samples)
+    y = _prior_predictive_draws(noise_var, prior, seed, n_samples, features)
     return float(np.sqrt(np.mean(y**2)))  # y is symmetric about 0
 
 
-def _prior_predictive_draws(noise_var: float, prior: Prior, seed: int, n: int) -> np.ndarray:
-    """n seeded draws of ``y = w·x + eps``, x ~ N(0, I_D), w from ``prior``: (n,) float64."""
+def _prior_predictive_draws(noise_var: float, prior: Prior, seed: int, n: int, features=None) -> np.ndarray:
+    """n seeded draws of ``y = w·phi(x) + eps``, x ~ N(0, I_D), w (and, where tasks draw their own,
+    the noise variance) from ``prior``, phi the identity unless ``features`` is given: (n,) float64."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, prior.dim))
-    w = prior.draw_rows(rng, n).numpy()
-    return np.einsum("nd,nd->n", x, w) + math.sqrt(noise_var) * rng.standard_normal(n)
+    x = rng.standard_normal((n, prior.dim if features is None else features.dim))
+    w, task_noise = prior.draw_pool(rng, n)
+    inputs = x if features is None else features(torch.from_numpy(x)).numpy()
+    sd = math.sqrt(noise_var) if task_noise is None else task_noise.sqrt().numpy()
+    return np.einsum("nd,nd->n", inputs, w.numpy()) + sd * rng.standard_normal(n)
 
 
 def _border_levels(n_buckets: int) -> np.ndarray:
@@ -492,12 +496,16 @@ def _border_levels(n_buckets: int) -> np.ndarray:
     return levels
 
 
-def build_head(kind: str, n_buckets: int, noise_var: float, prior: Prior, seed: int = 0) -> BarDistribution:
-    """A run's output head: ``bar`` on the prior's quantile borders, or ``location_scale``."""
+def build_head(
+    kind: str, n_buckets: int, noise_var: float, prior: Prior, seed: int = 0, features=None
+) -> BarDistribution:
+    """A run's output head: ``bar`` on the prior predictive's quantile borders, or
+    ``location_scale`` (its scale the prior predictive's sd)."""
     if kind == "bar":
-        return BarDistribution(prior_borders(n_buckets, noise_var, prior, seed=seed))
+        return BarDistribution(prior_borders(n_buckets, noise_var, prior, seed=seed, features=features))
     if kind == "location_scale":
-        return LocationScaleBar(standard_borders(n_buckets), prior_scale(noise_var, prior, seed=seed))
+        scale = prior_scale(noise_var, prior, seed=seed, features=features)
+        return LocationScaleBar(standard_borders(n_buckets), scale)
     raise ValueError(f"unknown head {kind!r} (known: {', '.join(HEADS)})")
 
 

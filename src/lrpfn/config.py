@@ -26,6 +26,7 @@ import copy
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -153,14 +154,34 @@ class TrainConfig:
         return out
 
 
+def _kinds(section: str) -> dict[str, dict]:
+    """``{kind: {title, required}}`` of a schema section that names a kind (prior, noise, features)."""
+    body = _SCHEMA["properties"][section]
+    kinds = {option["const"]: {"title": option["title"]} for option in body["properties"]["kind"]["oneOf"]}
+    for branch in body["allOf"]:
+        kinds[branch["if"]["properties"]["kind"]["const"]]["required"] = branch["then"]["required"]
+    return kinds
+
+
+_KINDS = {section: _kinds(section) for section in ("prior", "noise", "features")}
+
+
 @dataclass(frozen=True)
-class PriorConfig:
-    """The true task prior of an experiment: its kind and parameters, typed and hashable.
+class KindConfig:
+    """A config section that names a kind and its parameters, typed and hashable: the true task
+    prior (:class:`PriorConfig`), the noise (:class:`NoiseConfig`) or the features
+    (:class:`FeaturesConfig`) of a task.
 
-    Its kinds and their parameters are declared in the schema (``prior``); the parameters
-    keep the order the schema's branch of the kind requires them in."""
+    The kinds and their parameters are declared in the schema; the parameters keep the order
+    the schema's branch of the kind requires them in. The default kind is the linear,
+    known-noise task of Raventós et al., whose runs keep the identity they had before the
+    section existed."""
 
-    kind: str = "gaussian"
+    SECTION: ClassVar[str]
+    DEFAULT: ClassVar[str]
+    RIDGE: ClassVar[tuple[str, str]]  # how figures name the misspecified baseline and its reference
+
+    kind: str
     params: tuple[tuple[str, float], ...] = ()
 
     @property
@@ -169,36 +190,121 @@ class PriorConfig:
 
     @property
     def is_default(self) -> bool:
-        """N(0, I_D), whose runs keep the identity they had before priors were configurable."""
-        return self.kind == "gaussian"
+        return self.kind == self.DEFAULT
 
     @property
     def title(self) -> str:
-        """How figures name the prior ('spike-and-slab', ...): the kind's title in the schema."""
-        return _PRIOR_KINDS[self.kind]["title"]
+        """How figures name the kind ('spike-and-slab', 'unknown noise', ...): its title in the schema."""
+        return _KINDS[self.SECTION][self.kind]["title"]
+
+    @property
+    def ridge_labels(self) -> tuple[str, str]:
+        """How figures name the misspecified baseline and its exact reference under this kind."""
+        return ("ridge", "exact, Gaussian prior") if self.is_default else self.RIDGE
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, **self.parameters}
 
     @classmethod
-    def from_dict(cls, prior: dict | None) -> PriorConfig:
-        """Checks ``prior`` (a config's section, None for none) against the schema; errors name the key."""
-        if prior is None:
-            return cls()
-        _raise_first_error(_validator(_SCHEMA["properties"]["prior"]).iter_errors(prior), "prior")
-        return cls(prior["kind"], tuple((key, prior[key]) for key in _PRIOR_KINDS[prior["kind"]]["required"]))
+    def from_dict(cls, section: dict | None):
+        """Checks ``section`` (a config's section, None for none) against the schema; errors name the key."""
+        if section is None:
+            return cls(cls.DEFAULT)
+        _raise_first_error(_validator(_SCHEMA["properties"][cls.SECTION]).iter_errors(section), cls.SECTION)
+        kind = section["kind"]
+        return cls(kind, tuple((key, section[key]) for key in _KINDS[cls.SECTION][kind]["required"]))
 
 
-def _prior_kinds() -> dict[str, dict]:
-    """``{kind: {title, required}}`` from the schema's ``prior`` section."""
-    prior = _SCHEMA["properties"]["prior"]
-    kinds = {option["const"]: {"title": option["title"]} for option in prior["properties"]["kind"]["oneOf"]}
-    for branch in prior["allOf"]:
-        kinds[branch["if"]["properties"]["kind"]["const"]]["required"] = branch["then"]["required"]
-    return kinds
+@dataclass(frozen=True)
+class PriorConfig(KindConfig):
+    """The true task prior over w (``prior``); default N(0, I_D)."""
+
+    SECTION: ClassVar[str] = "prior"
+    DEFAULT: ClassVar[str] = "gaussian"
+    RIDGE: ClassVar[tuple[str, str]] = ("ridge (moment-matched)", "exact, moment-matched Gaussian")
+    kind: str = "gaussian"
 
 
-_PRIOR_KINDS = _prior_kinds()
+@dataclass(frozen=True)
+class NoiseConfig(KindConfig):
+    """The observation noise of a task (``noise``); default ``noise_var`` for every task."""
+
+    SECTION: ClassVar[str] = "noise"
+    DEFAULT: ClassVar[str] = "fixed"
+    RIDGE: ClassVar[tuple[str, str]] = ("ridge (noise at its mean)", "exact, noise fixed at its mean")
+    kind: str = "fixed"
+
+
+@dataclass(frozen=True)
+class FeaturesConfig(KindConfig):
+    """The map of x into the task's parameter space (``features``); default phi(x) = x."""
+
+    SECTION: ClassVar[str] = "features"
+    DEFAULT: ClassVar[str] = "identity"
+    RIDGE: ClassVar[tuple[str, str]] = ("ridge in x", "exact, Gaussian on x")
+    kind: str = "identity"
+
+    def n_params(self, dim: int) -> int:
+        """The dimension of a task's w for inputs of dimension ``dim``."""
+        return self.parameters["n_features"] if self.kind == "fourier" else dim
+
+
+@dataclass(frozen=True)
+class TaskFamily:
+    """What a task is: the prior of its w, its noise and the features w acts on (torch-free;
+    :mod:`lrpfn.families` builds the distributions and exact predictors from it).
+
+    The prior's kinds do not combine with unknown noise or features: each non-default prior
+    has exact predictors only for the linear, known-noise task."""
+
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+
+    def __post_init__(self):
+        if not self.prior.is_default and not (self.noise.is_default and self.features.is_default):
+            other = "noise" if not self.noise.is_default else "features"
+            raise ConfigError(
+                f"{other}.kind: {getattr(self, other).kind} does not combine with prior.kind: {self.prior.kind} "
+                "(the exact predictors of that prior assume known noise and phi(x) = x)"
+            )
+
+    @property
+    def sections(self) -> dict[str, KindConfig]:
+        return {"prior": self.prior, "noise": self.noise, "features": self.features}
+
+    @property
+    def is_default(self) -> bool:
+        """Linear regression with known noise and w ~ N(0, I): the Bayes predictor is ridge."""
+        return all(section.is_default for section in self.sections.values())
+
+    @property
+    def ridge_labels(self) -> tuple[str, str]:
+        """How figures name the misspecified baseline and its exact reference: after the
+        features where there are some (ridge in x), else after the non-default section."""
+        changed = [section for section in self.sections.values() if not section.is_default]
+        return (changed or [self.prior])[-1].ridge_labels
+
+    @property
+    def title(self) -> str:
+        """How figures name the family: the title of its one non-default section ('spike-and-slab',
+        'unknown noise', 'random Fourier features', or both of the last two)."""
+        titles = [section.title for section in self.sections.values() if not section.is_default]
+        return ", ".join(titles) or self.prior.title
+
+    def to_params(self) -> dict:
+        """The non-default sections as a rule's params: a default family adds none, so rules of
+        configs without these sections keep their params (no rerun)."""
+        return {name: section.to_dict() for name, section in self.sections.items() if not section.is_default}
+
+    @classmethod
+    def from_params(cls, params) -> TaskFamily:
+        """The family of a config or a rule's params (a mapping with ``get``), each section checked."""
+        return cls(
+            PriorConfig.from_dict(params.get("prior")),
+            NoiseConfig.from_dict(params.get("noise")),
+            FeaturesConfig.from_dict(params.get("features")),
+        )
 
 
 @dataclass(frozen=True)
@@ -213,9 +319,12 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
     border_seed: int = 0
-    prior: PriorConfig = field(default_factory=lambda: PriorConfig())  # the true task prior
+    prior: PriorConfig = field(default_factory=PriorConfig)  # the true task prior over w
+    noise: NoiseConfig = field(default_factory=NoiseConfig)  # noise_var is its mean
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
     def __post_init__(self):
+        TaskFamily(self.prior, self.noise, self.features)  # refuses a prior that does not combine
         longest, k = self.train.max_length, self.context_length
         if longest is None:
             return
@@ -234,6 +343,15 @@ class RunConfig:
                 )
 
     @property
+    def family(self) -> TaskFamily:
+        return TaskFamily(self.prior, self.noise, self.features)
+
+    @property
+    def n_params(self) -> int:
+        """The dimension of a task's w: D, or the number of features."""
+        return self.features.n_params(self.dim)
+
+    @property
     def max_length(self) -> int:
         """The longest trained sequence: positions from it on were never trained on."""
         return self.train.max_length or self.context_length
@@ -243,10 +361,10 @@ class RunConfig:
         out["model"] = self.model.to_dict()
         out["train"] = self.train.identity()
         out["pool_size"] = str(self.pool_size)  # 'inf' survives JSON and weights-only loading
-        if self.prior.is_default:
-            del out["prior"]  # the default prior leaves the identity of earlier runs as it was
-        else:
-            out["prior"] = self.prior.to_dict()
+        for name, section in self.family.sections.items():
+            del out[name]  # a default section leaves the identity of earlier runs as it was
+            if not section.is_default:
+                out[name] = section.to_dict()
         return out
 
     @classmethod
@@ -256,6 +374,8 @@ class RunConfig:
         data["model"] = ModelConfig.from_dict(data["model"])
         data["train"] = TrainConfig(**data["train"])
         data["prior"] = PriorConfig.from_dict(data.get("prior"))
+        data["noise"] = NoiseConfig.from_dict(data.get("noise"))
+        data["features"] = FeaturesConfig.from_dict(data.get("features"))
         return cls(**data)
 
 
@@ -323,6 +443,11 @@ def task_prior(config: dict) -> PriorConfig:
     return PriorConfig.from_dict(config.get("prior"))
 
 
+def task_family(config: dict) -> TaskFamily:
+    """The task family of an experiment: its prior, noise and features sections."""
+    return TaskFamily.from_params(config)
+
+
 # --- validation --------------------------------------------------------------------------
 
 
@@ -341,8 +466,9 @@ def _raise_first_error(errors, prefix: str = "") -> None:
         return
     path = ".".join(str(part) for part in [*([prefix] if prefix else []), *error.absolute_path])
     message = error.message
-    if list(error.absolute_path)[-1:] == ["kind"] and error.validator == "oneOf":
-        message = f"unknown prior kind {error.instance!r} (known: {', '.join(sorted(_PRIOR_KINDS))})"
+    section = path.split(".")[0]
+    if list(error.absolute_path)[-1:] == ["kind"] and error.validator == "oneOf" and section in _KINDS:
+        message = f"unknown {section} kind {error.instance!r} (known: {', '.join(sorted(_KINDS[section]))})"
     elif "propertyNames" in error.absolute_schema_path:
         # A key the kind does not take: the failing check is the key name's (its value is the key).
         allowed = error.validator_value if error.validator == "enum" else error.validator_value["enum"]
@@ -413,7 +539,7 @@ def run_config(config: dict, pool_size: str, seed: int) -> RunConfig:
         seed=int(seed),
         model=ModelConfig(dim=config["dim"], **config["model"]),
         train=train_config(config, pool_size),
-        prior=task_prior(config),
+        **task_family(config).sections,
     )
 
 
@@ -519,6 +645,7 @@ def check_experiment(config: dict) -> None:
     """Checks across keys, on a :func:`complete` config, after the schema's (run again here, so
     that a direct call refuses what the schema does); raises :class:`ConfigError` naming the keys."""
     validate_schema(config)
+    task_family(config)  # a prior that does not combine with the noise or the features
     if config.get("prior", {}).get("kind") == "spike_slab" and config["dim"] > MAX_SPIKE_SLAB_DIM:
         raise ConfigError(
             f"prior.kind: spike_slab is a mixture of 2^dim components; dim={config['dim']} exceeds {MAX_SPIKE_SLAB_DIM}"

@@ -4,9 +4,10 @@ Per position i, over a fixed evaluation set, for the model and for every exact p
 (keyed by role, :func:`lrpfn.exact.references`, or any :class:`lrpfn.exact.ExactPredictor`):
 
 * ``mse_<key>``: squared error of the predictive mean against the noiseless target
-  ``w·x_i``, divided by D (the paper's "MSE/D");
+  ``w·phi(x_i)``, divided by the family's signal variance (D for linear tasks: the paper's
+  "MSE/D"; :attr:`lrpfn.families.Family.normaliser`);
 * ``delta_<key>``: mean squared difference of the model's prediction and the predictor's,
-  divided by D (exact predictors only);
+  divided alike (exact predictors only);
 * ``nll_<key>``: NLL (nats) of the observed ``y_i``.
 
 A role without a predictor (``dmmse`` on the true prior) has NaN columns, so tables keep
@@ -60,10 +61,15 @@ def model_predictive(model: PFN, bar: BarDistribution, x: torch.Tensor, y: torch
 
 
 def per_sequence_metrics(
-    model: PFN, bar: BarDistribution, batch: Batch, predictors: dict[str, ExactPredictor | None]
+    model: PFN,
+    bar: BarDistribution,
+    batch: Batch,
+    predictors: dict[str, ExactPredictor | None],
+    normaliser: float | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Every metric for every (sequence, position), float64 tensors of shape (B, K)."""
-    dim = batch.x.shape[-1]
+    """Every metric for every (sequence, position), float64 tensors of shape (B, K); squared
+    errors divided by ``normaliser`` (default D, the dimension of x)."""
+    dim = batch.x.shape[-1] if normaliser is None else normaliser
     x, y, target = batch.x.double(), batch.y.double(), batch.target.double()
     model_mean, model_nll = (v.double() for v in model_predictive(model, bar, batch.x, batch.y))
     out = {"mse_model": (model_mean - target) ** 2 / dim, "nll_model": model_nll}
@@ -88,7 +94,11 @@ def per_sequence_metrics(
 
 
 def evaluate_checkpoint(
-    model: PFN, bar: BarDistribution, eval_sets: dict[str, Batch], predictors: dict[str, ExactPredictor | None]
+    model: PFN,
+    bar: BarDistribution,
+    eval_sets: dict[str, Batch],
+    predictors: dict[str, ExactPredictor | None],
+    normaliser: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every metric on each named evaluation set, as two tables with a ``tasks`` column:
 
@@ -98,7 +108,7 @@ def evaluate_checkpoint(
     """
     positions, sequences = [], []
     for tasks, batch in eval_sets.items():
-        values = per_sequence_metrics(model, bar, batch, predictors)
+        values = per_sequence_metrics(model, bar, batch, predictors, normaliser)
         positions.append(position_table(values).assign(tasks=tasks))
         sequences.append(sequence_table(values).assign(tasks=tasks))
     return _tasks_first(positions), _tasks_first(sequences)

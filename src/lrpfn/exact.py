@@ -105,6 +105,16 @@ class ExactPredictor(ABC):
             state.observe(x[i : i + 1], y[i : i + 1])
         return state.predictive(query.double().unsqueeze(0))
 
+    def coordinate_posterior(self, x: torch.Tensor, y: torch.Tensor):
+        """Each coordinate's posterior marginal after the pairs of each sequence, as a distribution
+        with ``icdf`` of batch shape (B, D), where it has a closed form other than the Gaussian
+        mixture of :meth:`posterior`; None otherwise."""
+        return None
+
+    def phi(self, x: torch.Tensor) -> torch.Tensor:
+        """What a task's w acts on: x itself, or its features for a predictor on features."""
+        return x
+
     def posterior(self, x: torch.Tensor, y: torch.Tensor):
         """The posterior over the task's parameters after all pairs of each sequence."""
         raise NotImplementedError(f"{type(self).__name__} defines no posterior over task parameters")
@@ -373,11 +383,22 @@ class UnknownNoiseBayes(ExactPredictor):
     def mean_noise_var(self) -> float:
         return self.scale / (self.shape - 1)
 
-    def draw_tasks(self, x, y, rows, generator=None):
-        """``sigma^2 ~ InvGamma(a_n, b_n)``, then ``w ~ N(mu_n, sigma^2 V_n)``; the noise sd is sigma."""
-        state = self.start(x.shape[0], rows.device)
+    def _state(self, x: torch.Tensor, y: torch.Tensor, device=None) -> NormalInverseGammaState:
+        state = self.start(x.shape[0], device)
         for i in range(x.shape[1]):
             state.observe(x[:, i].double(), y[:, i].double())
+        return state
+
+    def coordinate_posterior(self, x, y) -> StudentT:
+        """``w_d ~ t_{2 a_n}(mu_d, (b_n / a_n) V_dd)``: the Normal-Inverse-Gamma posterior's marginals."""
+        state = self._state(x, y, x.device)
+        spread = state.rate / state.shape
+        variances = spread.unsqueeze(-1) * torch.diagonal(state.scaled_cov, dim1=-2, dim2=-1)
+        return StudentT((2 * state.shape).unsqueeze(-1).expand_as(variances), state.mean, variances)
+
+    def draw_tasks(self, x, y, rows, generator=None):
+        """``sigma^2 ~ InvGamma(a_n, b_n)``, then ``w ~ N(mu_n, sigma^2 V_n)``; the noise sd is sigma."""
+        state = self._state(x, y, rows.device)
         noise_var = inverse_gamma(state.shape[rows], state.rate[rows], generator)
         values, vectors = torch.linalg.eigh(state.scaled_cov)
         roots = (vectors * values.clamp_min(0).sqrt().unsqueeze(-2))[rows]

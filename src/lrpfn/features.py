@@ -123,6 +123,12 @@ class FeatureBayes(ExactPredictor):
     def start(self, batch: int, device=None) -> FeatureState:
         return FeatureState(self.base.start(batch, device), self.features)
 
+    def phi(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def coordinate_posterior(self, x, y):
+        return self.base.coordinate_posterior(self.features(x.double()), y)
+
     def score_sequences(self, x, y):
         return self.base.score_sequences(self.features(x.double()), y)
 

@@ -54,9 +54,25 @@ def targets(eval_sets: dict[str, Batch], n_prefixes: int, prefix_length: int) ->
     return out
 
 
-def sample_frame(target: Target, result: Resampled) -> pd.DataFrame:
-    w = result.w_hat.cpu().numpy()
-    frame = pd.DataFrame(w, columns=w_columns(w.shape[1]))
+@dataclass(frozen=True)
+class Readout:
+    """How a resampled path is read: the least-squares fit of its y on ``features(x)`` (x itself
+    when None) as columns w_0..w_{P-1}, and, with ``noise`` (tasks that draw their own noise
+    variance), the fit's residual variance as column ``noise_var``: the implied prior over
+    sigma^2. A task family supplies its own (:attr:`lrpfn.families.Family.readout`)."""
+
+    features: object = None
+    noise: bool = False
+
+    def columns(self, result: Resampled) -> dict[str, np.ndarray]:
+        w_hat, residual_var = result.fit(self.features)
+        w = w_hat.cpu().numpy()
+        columns = {name: w[:, d] for d, name in enumerate(w_columns(w.shape[1]))}
+        return columns | ({"noise_var": residual_var.cpu().numpy()} if self.noise else {})
+
+
+def sample_frame(target: Target, result: Resampled, readout: Readout = Readout()) -> pd.DataFrame:
+    frame = pd.DataFrame(readout.columns(result))
     frame.insert(0, "path", np.arange(len(frame)))
     for i, key in enumerate(TARGET_KEYS):
         frame.insert(i, key, getattr(target, key))
@@ -75,14 +91,21 @@ def _streams(target: Target, n_paths: int, path_length: int, dim: int, seed: int
 
 
 def model_samples(
-    model: PFN, bar: BarDistribution, all_targets: list[Target], n_paths: int, path_length: int, seed: int
+    model: PFN,
+    bar: BarDistribution,
+    all_targets: list[Target],
+    n_paths: int,
+    path_length: int,
+    seed: int,
+    readout: Readout = Readout(),
 ) -> pd.DataFrame:
     """Resample every target with the PFN; the same streams for every checkpoint (common random numbers)."""
     device = next(model.parameters()).device
     frames = []
     for target in all_targets:
         inputs, generator = _streams(target, n_paths, path_length, model.config.dim, seed, device=device)
-        frames.append(sample_frame(target, resample_model(model, bar, inputs, target.x, target.y, generator)))
+        result = resample_model(model, bar, inputs, target.x, target.y, generator)
+        frames.append(sample_frame(target, result, readout))
     table = pd.concat(frames, ignore_index=True)
     table.insert(0, "path_length", path_length)
     return table
@@ -99,6 +122,7 @@ def reference_samples(
     n_paths: int,
     path_lengths: list[int],
     seed: int,
+    readout: Readout = Readout(),
 ) -> pd.DataFrame:
     """The same procedure with exact predictors (keyed by role, :func:`lrpfn.exact.distinct`),
     along the PFN's inputs, one task per path from the posterior given the prefix
@@ -114,7 +138,7 @@ def reference_samples(
                 for target in all_targets:
                     inputs, generator = _streams(target, n_paths, path_length, dim, seed, replica)
                     result = resample_by_task(predictor, inputs, target.x, target.y, generator)
-                    frame = sample_frame(target, result)
+                    frame = sample_frame(target, result, readout)
                     frames.append(frame.assign(reference=reference, replica=replica, path_length=path_length))
     table = pd.concat(frames, ignore_index=True)
     return table[[*REFERENCE_KEYS, *(c for c in table.columns if c not in REFERENCE_KEYS)]]
@@ -149,7 +173,10 @@ def statistics(
     (``ref_true_w_rmse``). With ``near_zero`` (a spike-and-slab prior, :func:`near_zero_threshold`
     per path length):
     the fraction of ``|w_hat|`` below it, of the model (``mass_near_zero``) and of the
-    reference (``ref_mass_near_zero``) — the implied prior's spike.
+    reference (``ref_mass_near_zero``) — the implied prior's spike. Where the samples carry a
+    residual variance (``noise_var``, :class:`Readout`): its median and interquartile range,
+    of the model (``noise_median``, ``noise_iqr``) and of the reference (``ref_noise_median``,
+    ``ref_noise_iqr``) — the implied prior or posterior over sigma^2.
     """
     dim = sum(c.startswith("w_") for c in samples.columns)
     cols = w_columns(dim)
@@ -169,6 +196,8 @@ def statistics(
             floor = _floor(exact, [group[cols].to_numpy() for r, group in ref.groupby("replica") if r != 0])
             ref_pool_distance = np.nan if atoms is None else np.median(nearest_atom_distance(exact, atoms))
             true_w = np.full(dim, np.nan) if target.w is None else target.w.double().numpy()
+            noise = "noise_var" in ref.columns and "noise_var" in at_length.columns
+            ref_noise = _median_iqr(ref.loc[ref.replica == 0, "noise_var"]) if noise else None
             for step, group in at_length.groupby("step"):
                 w = group[cols].to_numpy()
                 table = against_samples(w, exact).merge(floor, on="dim")
@@ -181,11 +210,19 @@ def statistics(
                     table["near_zero"] = near_zero[path_length]
                     table["mass_near_zero"] = (np.abs(w) < near_zero[path_length]).mean(0)
                     table["ref_mass_near_zero"] = (np.abs(exact) < near_zero[path_length]).mean(0)
+                if noise:
+                    table["noise_median"], table["noise_iqr"] = _median_iqr(group["noise_var"])
+                    table["ref_noise_median"], table["ref_noise_iqr"] = ref_noise
                 keys = [("step", step), ("path_length", path_length), *((k, getattr(target, k)) for k in TARGET_KEYS)]
                 for i, (key, value) in enumerate([*keys, ("reference", name)]):
                     table.insert(i, key, value)
                 rows.append(table)
     return pd.concat(rows, ignore_index=True)
+
+
+def _median_iqr(values: pd.Series) -> tuple[float, float]:
+    q1, median, q3 = np.quantile(values.to_numpy(), [0.25, 0.5, 0.75])
+    return median, q3 - q1
 
 
 def _floor(exact: np.ndarray, replicas: list[np.ndarray]) -> pd.DataFrame:

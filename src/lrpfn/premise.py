@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .bayes import LOG_2PI, NormalMixture, categorical
+from .bayes import LOG_2PI, NormalMixture, StudentT, categorical
 from .buckets import BarDistribution
 from .exact import ExactPredictor
 from .model import PFN
@@ -51,6 +51,7 @@ __all__ = [
     "ModelSequences",
     "Predictions",
     "Sequences",
+    "StudentTPredictions",
     "contraction_slope",
     "coverage_table",
     "exchangeability",
@@ -203,6 +204,31 @@ class MixturePredictions(Predictions):
         return m.means.gather(-1, component).squeeze(-1) + m.variances.gather(-1, component).squeeze(-1).sqrt() * noise
 
 
+@dataclass(frozen=True)
+class StudentTPredictions(Predictions):
+    """Exact Student-t predictives (unknown noise): dof, location and squared scale (B, Q)."""
+
+    t: StudentT
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.t.mean
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.t.variance
+
+    def log_density(self, y: torch.Tensor) -> torch.Tensor:
+        t = self.t
+        return StudentT(t.dof.unsqueeze(-1), t.loc.unsqueeze(-1), t.scale2.unsqueeze(-1)).log_prob(y.double())
+
+    def rows(self, index: slice | torch.Tensor) -> StudentTPredictions:
+        return StudentTPredictions(StudentT(self.t.dof[index], self.t.loc[index], self.t.scale2[index]))
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.t.sample(generator)
+
+
 _NEGLIGIBLE = 1e-12  # the mixture mass a density evaluation may leave out
 
 
@@ -266,14 +292,18 @@ class ExactSequences(Sequences):
         for i in range(x.shape[1]):
             self.state.observe(x[:, i], y[:, i])
 
-    def predict(self, query: torch.Tensor) -> MixturePredictions:
+    def predict(self, query: torch.Tensor) -> MixturePredictions | StudentTPredictions:
+        """The state's predictives at each query, stacked: Gaussian mixtures, or Student-t's."""
         parts = [self.state.predictive(query[:, q].double()) for q in range(query.shape[1])]
+        if isinstance(parts[0], StudentT):
+            return StudentTPredictions(StudentT(*(torch.stack([getattr(p, f) for p in parts], 1) for f in _T_FIELDS)))
         return MixturePredictions(
             NormalMixture(*(torch.stack([getattr(p, name) for p in parts], 1) for name in _FIELDS))
         )
 
 
 _FIELDS = ("log_weights", "means", "variances")
+_T_FIELDS = ("dof", "loc", "scale2")
 
 
 # --- quadrature -----------------------------------------------------------------------------------
@@ -427,7 +457,14 @@ def posterior_intervals(predictor: ExactPredictor, x: torch.Tensor, y: torch.Ten
     """Central intervals of each coordinate of w under ``predictor``'s exact posterior given each
     prefix x (T, n, D), y (T, n): lower and upper, (T, L, D) each. A coordinate's marginal is a
     Gaussian mixture; its quantiles are found by bisection of the mixture's cdf (to 1e-10 of
-    its span)."""
+    its span), unless the predictor gives the marginals in closed form
+    (:meth:`lrpfn.exact.ExactPredictor.coordinate_posterior`, a Student-t under unknown noise)."""
+    marginals = predictor.coordinate_posterior(x.double(), y.double())
+    if marginals is not None:
+        probs = torch.tensor([(1 - level) / 2 for level in levels], dtype=torch.float64).view(-1, 1, 1)
+        lower = marginals.icdf(probs).transpose(0, 1)  # (T, L, D)
+        upper = marginals.icdf(1 - probs).transpose(0, 1)
+        return lower, upper
     log_weights, means, covs = predictor.posterior(x.double(), y.double())
     sds = covs.diagonal(dim1=-2, dim2=-1).clamp_min(1e-300).sqrt()  # (T, C, D)
     weights = log_weights.exp().unsqueeze(-1)  # (T, C, 1)
@@ -460,6 +497,7 @@ def resampled_coverage(
     levels: list[float],
     seed: int,
     chunk: int = 20_000,
+    features=None,
 ) -> dict[str, torch.Tensor]:
     """Resample the posterior of each of T tasks from its prefix x (T, n, D), y (T, n) with
     ``n_paths`` paths of ``path_length`` points and read the central intervals of ``w_hat`` at
@@ -472,7 +510,8 @@ def resampled_coverage(
     The inputs come from ``seed`` alone, so two samplers given the same seed resample along the
     same x (like for like: ``w_hat`` of a finite path carries least-squares noise of its own);
     the y are drawn from a generator seeded with ``seed + 1``. Tasks go through in chunks of
-    at most ``chunk`` paths."""
+    at most ``chunk`` paths. With ``features``, ``w_hat`` is the least-squares fit on phi(x)
+    (:meth:`lrpfn.resample.Resampled.fit`)."""
     tasks, n, dim = x.shape
     if path_length <= n:
         raise ValueError(f"path_length {path_length} leaves no step after a prefix of {n} pairs")
@@ -483,8 +522,9 @@ def resampled_coverage(
     for start in range(0, tasks, per_chunk):
         stop = min(tasks, start + per_chunk)
         rows = slice(start * n_paths, stop * n_paths)
-        w_hat.append(sampler(inputs[rows], x[start:stop], y[start:stop], generator).w_hat.cpu())
-    samples = torch.cat(w_hat).reshape(tasks, n_paths, dim)
+        result = sampler(inputs[rows], x[start:stop], y[start:stop], generator)
+        w_hat.append(result.fit(features)[0].cpu())
+    samples = torch.cat(w_hat).reshape(tasks, n_paths, w.shape[-1])
     return interval_coverage(samples, w, levels) | {"spread": samples.std(1)}
 
 
@@ -583,12 +623,14 @@ def coverage_table(
     settings: dict,
     path_length: int,
     seed: int,
+    features=None,
 ) -> pd.DataFrame:
     """Coverage of the true w of the first ``settings["coverage_tasks"]`` sequences of ``batch``
     (new tasks) by the resampled posteriors of each sampler (``model``, ``reference``; the same
     inputs x for both) from prefixes of each of ``settings["coverage_prefix_lengths"]`` pairs,
     and by ``posterior``'s exact intervals. One row per prefix length, level and coordinate:
-    coverage with its binomial standard error, mean width, and each sampler's mean spread."""
+    coverage with its binomial standard error, mean width, and each sampler's mean spread.
+    ``features`` (the family's phi, None for x itself) is what ``w_hat`` is fitted on."""
     count = min(settings["coverage_tasks"], batch.x.shape[0])
     levels = settings["levels"]
     w = batch.w[:count].double()
@@ -599,7 +641,9 @@ def coverage_table(
         truth = w.unsqueeze(1)
         results = {"posterior": {"covers": (lower <= truth) & (truth <= upper), "width": upper - lower}}
         for name, sampler in samplers.items():
-            results[name] = resampled_coverage(sampler, w, x, y, settings["coverage_paths"], path_length, levels, seed)
+            results[name] = resampled_coverage(
+                sampler, w, x, y, settings["coverage_paths"], path_length, levels, seed, features=features
+            )
         for j, level in enumerate(levels):
             for d in range(w.shape[1]):
                 row = {"prefix_length": n, "level": level, "dim": d}

@@ -11,7 +11,14 @@ names its exact Bayes predictor (:mod:`lrpfn.exact`), which picks the fast path:
   seeded hyperprior, covariances ``cluster_var I_D``) are mixtures, and so is the
   moment-matched Gaussian of any prior (:meth:`moment_matched`), whose Bayes predictor —
   generalised ridge — is the best predictor linear in the data;
-* :class:`Pool` — uniform over the M tasks of a pool: dMMSE.
+* :class:`Pool` — uniform over the M tasks of a pool: dMMSE (the tasks' noise shared, or
+  one variance per task);
+* :class:`NormalInverseGamma` — each task draws its own noise variance ``sigma^2 ~
+  InvGamma(shape, scale)`` and ``w | sigma^2 ~ N(0, (sigma^2 / s) I_D)`` with s the prior mean
+  of sigma^2: the Student-t predictor of unknown noise.
+
+A task is w and, where tasks differ in it, its noise variance: :meth:`Prior.sample_tasks`
+returns a :class:`TaskDraw`, and a prior with shared noise leaves its ``noise_var`` None.
 
 A config names its prior by kind (``PriorConfig``); :data:`KINDS` maps each kind to its
 builder, and the schema (``config.schema.yaml``) declares its parameters: adding a kind
@@ -25,12 +32,23 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from .bayes import gamma_quantile
 from .config import MAX_SPIKE_SLAB_DIM, PriorConfig
-from .exact import ExactPredictor, MixtureBayes, PoolBayes, Ridge, references
+from .exact import ExactPredictor, MixtureBayes, PoolBayes, Ridge, UnknownNoiseBayes, references
+
+
+class TaskDraw(NamedTuple):
+    """Tasks as a batch uses them: w (n, D) float32, the pool index of each (n,) (-1 off a pool)
+    and, where tasks differ in it, each one's noise variance (n,) float64 (else None: shared)."""
+
+    w: torch.Tensor
+    task: torch.Tensor
+    noise_var: torch.Tensor | None = None
 
 
 class Prior:
@@ -38,14 +56,18 @@ class Prior:
 
     dim: int
 
-    def sample_tasks(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """n tasks (n, D) float32 and their pool indices (n,) (-1 off a pool), every random
-        number from ``generator``, on its device."""
+    def sample_tasks(self, n: int, generator: torch.Generator) -> TaskDraw:
+        """n tasks, every random number from ``generator``, on its device."""
         raise NotImplementedError
 
     def draw_rows(self, rng: np.random.Generator, n: int) -> torch.Tensor:
         """n tasks (n, D) float64 from a numpy stream, row by row (so draws are nested in n)."""
         raise NotImplementedError(f"{type(self).__name__} does not draw from a numpy stream")
+
+    def draw_pool(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """n tasks from a numpy stream, row by row: w (n, D) float64 and each task's noise
+        variance (n,) float64, or None where the noise is shared."""
+        return self.draw_rows(rng, n), None
 
     def predictor(self, noise_var: float) -> ExactPredictor:
         """The exact Bayes predictor of y under this prior."""
@@ -138,7 +160,7 @@ class GaussianMixture(Prior):
         uniforms = torch.rand(n, generator=generator, device=device)
         normals = torch.randn((n, self.dim), generator=generator, device=device)
         w = self.draw(uniforms.cpu(), normals.cpu()).to(device=device, dtype=torch.float32)
-        return w, torch.full((n,), -1, dtype=torch.long, device=device)
+        return TaskDraw(w, torch.full((n,), -1, dtype=torch.long, device=device))
 
     def draw_rows(self, rng: np.random.Generator, n: int) -> torch.Tensor:
         """Each row takes D + 1 standard normals: the first, through the normal cdf, picks
@@ -162,7 +184,7 @@ class StandardGaussian(Prior):
     def sample_tasks(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         device = generator.device
         w = torch.randn((n, self.dim), generator=generator, device=device)
-        return w, torch.full((n,), -1, dtype=torch.long, device=device)
+        return TaskDraw(w, torch.full((n,), -1, dtype=torch.long, device=device))
 
     def draw_rows(self, rng: np.random.Generator, n: int) -> torch.Tensor:
         return torch.from_numpy(rng.standard_normal((n, self.dim)))
@@ -179,9 +201,17 @@ class StandardGaussian(Prior):
 
 @dataclass(frozen=True, eq=False)
 class Pool(Prior):
-    """``w`` uniform over the rows of ``tasks`` (M, D): served by dMMSE."""
+    """``w`` uniform over the rows of ``tasks`` (M, D): served by dMMSE. Each task's noise
+    variance is ``noise_var`` (M,) where tasks drew their own, else the run's."""
 
     tasks: torch.Tensor
+    noise_var: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.noise_var is not None and self.noise_var.shape != self.tasks.shape[:1]:
+            raise ValueError(
+                f"a pool of {self.tasks.shape[0]} tasks with {tuple(self.noise_var.shape)} noise variances"
+            )
 
     @property
     def dim(self) -> int:
@@ -190,19 +220,90 @@ class Pool(Prior):
     def __len__(self) -> int:
         return self.tasks.shape[0]
 
-    def sample_tasks(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_tasks(self, n: int, generator: torch.Generator) -> TaskDraw:
         device = generator.device
         task = torch.randint(len(self), (n,), generator=generator, device=device)
-        return self.tasks.to(device)[task], task
+        noise_var = None if self.noise_var is None else self.noise_var.to(device, torch.float64)[task]
+        return TaskDraw(self.tasks.to(device)[task], task, noise_var)
 
     def predictor(self, noise_var: float) -> PoolBayes:
-        return PoolBayes(self.tasks, noise_var)
+        """dMMSE with the tasks' own noise variances, or ``noise_var`` shared."""
+        return PoolBayes(self.tasks, noise_var if self.noise_var is None else self.noise_var.double())
 
     def moment_matched(self) -> GaussianMixture:
         return self.as_mixture().moment_matched()
 
     def as_mixture(self) -> GaussianMixture:
         return pool_prior(self.tasks)
+
+
+@dataclass(frozen=True)
+class NormalInverseGamma(Prior):
+    """Unknown noise: ``sigma^2 ~ InvGamma(shape, scale)`` per task, with ``scale = noise_var
+    (shape - 1)`` so that ``noise_var`` is the prior mean of sigma^2, and ``w | sigma^2 ~
+    N(0, (sigma^2 / noise_var) I_D)``, so that w has covariance I (the moment-matched Gaussian
+    is N(0, I)). Served by the Student-t predictor (:class:`lrpfn.exact.UnknownNoiseBayes`)."""
+
+    dim: int
+    shape: float
+    noise_var: float
+
+    def __post_init__(self):
+        if not (self.shape > 1 and self.noise_var > 0):
+            raise ValueError(f"need shape > 1 and noise_var > 0, got {self.shape}, {self.noise_var}")
+
+    @property
+    def scale(self) -> float:
+        return self.noise_var * (self.shape - 1)
+
+    def _tasks(self, normals: torch.Tensor, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """w (n, D) and sigma^2 (n,), float64, from standard normals (n, D) and uniforms (n,)."""
+        shape = torch.full_like(uniforms, self.shape, dtype=torch.float64)
+        noise_var = self.scale / gamma_quantile(shape, uniforms.double())
+        return normals.double() * (noise_var / self.noise_var).sqrt().unsqueeze(-1), noise_var
+
+    def sample_tasks(self, n: int, generator: torch.Generator) -> TaskDraw:
+        """w's normals, then sigma^2's uniforms, from ``generator``."""
+        device = generator.device
+        normals = torch.randn((n, self.dim), generator=generator, device=device)
+        uniforms = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        w, noise_var = self._tasks(normals, uniforms)
+        return TaskDraw(w.float(), torch.full((n,), -1, dtype=torch.long, device=device), noise_var)
+
+    def draw_pool(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row takes D + 1 standard normals: D for w's direction, the last (through the
+        normal cdf) for sigma^2."""
+        normals = torch.from_numpy(rng.standard_normal((n, self.dim + 1)))
+        return self._tasks(normals[:, :-1], torch.special.ndtr(normals[:, -1]))
+
+    def draw_rows(self, rng: np.random.Generator, n: int) -> torch.Tensor:
+        return self.draw_pool(rng, n)[0]
+
+    def predictor(self, noise_var: float) -> UnknownNoiseBayes:
+        """The Student-t predictor; ``noise_var`` must be the prior mean this prior was built with."""
+        if noise_var != self.noise_var:
+            raise ValueError(f"this prior's mean noise variance is {self.noise_var}, not {noise_var}")
+        return UnknownNoiseBayes(self.dim, self.shape, self.scale)
+
+    def moment_matched(self) -> StandardGaussian:
+        return StandardGaussian(self.dim)
+
+    def as_mixture(self, n_components: int = 256) -> GaussianMixture:
+        """w's law (a multivariate Student-t) as an equal-weight mixture over ``n_components``
+        quantiles of sigma^2, at levels (i + 1/2) / n: for figures' marginals and ranges."""
+        levels = (torch.arange(n_components, dtype=torch.float64) + 0.5) / n_components
+        shape = torch.full_like(levels, self.shape)
+        noise_var = self.scale / gamma_quantile(shape, levels)
+        eye = torch.eye(self.dim, dtype=torch.float64)
+        return GaussianMixture(
+            torch.full((n_components,), -math.log(n_components), dtype=torch.float64),
+            torch.zeros(n_components, self.dim, dtype=torch.float64),
+            (noise_var / self.noise_var).reshape(-1, 1, 1) * eye,
+        )
+
+    @property
+    def has_atom_at_zero(self) -> bool:
+        return False
 
 
 def gaussian(dim: int) -> GaussianMixture:

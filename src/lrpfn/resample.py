@@ -43,6 +43,16 @@ class Resampled:
     x: torch.Tensor  # (B, n + N, D): observed prefix then imputed inputs
     y: torch.Tensor  # (B, n + N)
 
+    def fit(self, features=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Least squares of each path's y on ``features(x)`` (x itself without): ``w_hat`` (B, P)
+        and the residual variance ``|y - phi(X) w_hat|^2 / (N - P)`` (B,), float64 (NaN when
+        the path has no more points than parameters)."""
+        inputs = self.x.double() if features is None else features(self.x.double())
+        w_hat = self.w_hat if features is None else least_squares(inputs, self.y)
+        residual = self.y.double() - (inputs @ w_hat.unsqueeze(-1)).squeeze(-1)
+        free = inputs.shape[1] - inputs.shape[2]
+        return w_hat, residual.square().sum(-1) / free if free > 0 else torch.full_like(residual[:, 0], torch.nan)
+
 
 def least_squares(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Minimum-norm least squares ``w_hat = pinv(X) y`` per path, float64, (B, D)."""
@@ -186,7 +196,8 @@ def resample_by_task(
 ) -> Resampled:
     """Exact predictive resampling along ``inputs`` (B, N, D), one task per path: w from the
     predictor's posterior given the prefix, with its noise level
-    (:meth:`lrpfn.exact.ExactPredictor.draw_tasks`), then ``y_t = w·x_t + noise`` at every step. The paths have the
+    (:meth:`lrpfn.exact.ExactPredictor.draw_tasks`), then ``y_t = w·phi(x_t) + noise`` at every step (phi the
+    predictor's features, :meth:`lrpfn.exact.ExactPredictor.phi`: x itself but on features). The paths have the
     distribution of :func:`resample_exact`'s; the random numbers differ.
 
     The prefix is one (n, D)/(n,) for every path, or G of them, (G, n, D)/(G, n), each the
@@ -199,7 +210,7 @@ def resample_by_task(
     group = torch.arange(groups, device=device).repeat_interleave(per_group)
     w, noise_sd = predictor.draw_tasks(px, py, group, generator)
     noise = torch.randn(n_paths, n_steps, generator=generator, device=device, dtype=dtype)
-    y_new = (inputs @ w.unsqueeze(-1)).squeeze(-1) + _per_path(noise_sd) * noise
+    y_new = (predictor.phi(inputs) @ w.unsqueeze(-1)).squeeze(-1) + _per_path(noise_sd) * noise
     xs = torch.cat([px[group], inputs], 1)
     ys = torch.cat([py[group], y_new], 1)
     return Resampled(w_hat=least_squares(xs, ys), x=xs, y=ys)

@@ -13,14 +13,15 @@ of the resampling tables — so their columns stay the same whatever the true pr
 
 Under the default prior N(0, I) ridge *is* the true prior's Bayes predictor; the two roles
 then share one predictor (computed once) and figures draw it once, as ridge. Labels follow
-the prior's kind (its title in the schema). Torch-free, like :mod:`lrpfn.config`.
+the task family (:class:`lrpfn.config.TaskFamily`: its prior's, noise's or features' title in
+the schema). Torch-free, like :mod:`lrpfn.config`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import PriorConfig
+from .config import TaskFamily
 
 
 @dataclass(frozen=True)
@@ -41,41 +42,41 @@ ROLES = {
 EXACT = ("ridge", "bayes", "dmmse")  # the exact predictors' roles, in table order
 
 
-def shown(prior: PriorConfig) -> list[str]:
+def shown(prior: TaskFamily) -> list[str]:
     """The roles a figure draws: one line for ridge and Bayes when they coincide."""
     return ["model", "dmmse", "ridge"] if prior.is_default else ["model", "dmmse", "ridge", "bayes"]
 
 
-def exact_shown(prior: PriorConfig) -> list[str]:
+def exact_shown(prior: TaskFamily) -> list[str]:
     return [role for role in shown(prior) if role != "model"]
 
 
-def label(role: str, prior: PriorConfig) -> str:
+def label(role: str, prior: TaskFamily) -> str:
     """How figures name a role's predictor under ``prior``."""
     if role == "bayes":
         return "ridge" if prior.is_default else f"Bayes ({prior.title})"
     if role == "ridge" and not prior.is_default:
-        return "ridge (moment-matched)"
+        return prior.ridge_labels[0]
     return {"model": "PFN", "dmmse": "dMMSE", "ridge": "ridge", "floor": "head's floor (Bayes, KL-best bars)"}[role]
 
 
-def reference_label(role: str, prior: PriorConfig) -> str:
+def reference_label(role: str, prior: TaskFamily) -> str:
     """How figures name an exact reference resampler or predictive of a role."""
     if role == "dmmse":
         return "exact, pool prior"
     if role == "ridge" and not prior.is_default:
-        return "exact, moment-matched Gaussian"
+        return prior.ridge_labels[1]
     if role == "bayes" and not prior.is_default:
         return f"exact, {prior.title} prior"
     return "exact, Gaussian prior"
 
 
-def style(role: str, prior: PriorConfig) -> tuple[str, str, str]:
+def style(role: str, prior: TaskFamily) -> tuple[str, str, str]:
     """(colour, line style, label) of a role's predictor."""
     return ROLES[role].colour, ROLES[role].linestyle, label(role, prior)
 
 
-def reference_style(role: str, prior: PriorConfig) -> tuple[str, str, str]:
+def reference_style(role: str, prior: TaskFamily) -> tuple[str, str, str]:
     """(colour, line style, label) of a role's exact reference; under N(0, I) Bayes looks like ridge."""
     drawn = "ridge" if role == "bayes" and prior.is_default else role
     return ROLES[drawn].colour, ROLES[drawn].linestyle, reference_label(role, prior)

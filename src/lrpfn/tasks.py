@@ -19,7 +19,16 @@ import pandas as pd
 import torch
 
 from .io import read_parquet
-from .priors import Prior
+from .priors import Pool, Prior
+
+
+def master_tasks(max_size: int, seed: int, prior: Prior) -> Pool:
+    """The seeded master draw as a pool: w (max_size, D) float32 and, where tasks draw their own,
+    their noise variances (max_size,) float64; nested in max_size as :func:`master_pool`."""
+    if max_size < 1:
+        raise ValueError(f"master_tasks needs max_size >= 1, got {max_size}")
+    w, noise_var = prior.draw_pool(np.random.default_rng(seed), max_size)
+    return Pool(w.float(), noise_var)
 
 
 def master_pool(max_size: int, seed: int, prior: Prior) -> torch.Tensor:
@@ -47,13 +56,15 @@ def pool_slice(master: torch.Tensor, pool_size: float) -> torch.Tensor | None:
 
 @dataclass
 class Batch:
-    """One batch of sequences: x (B, K, D), y (B, K), w (B, D), target = w·x (B, K)."""
+    """One batch of sequences: x (B, K, D), y (B, K), w (B, P), target = w·phi(x) (B, K), with
+    phi(x) = x (P = D) unless the tasks act on features of x."""
 
     x: torch.Tensor
     y: torch.Tensor
     w: torch.Tensor
     target: torch.Tensor
     task: torch.Tensor  # (B,) pool index of each sequence, -1 for the true prior
+    noise_var: torch.Tensor | None = None  # (B,) each sequence's noise variance, None when shared
 
     def to(self, device) -> Batch:
         """The batch on ``device`` (the same tensors when they are there already).
@@ -61,8 +72,12 @@ class Batch:
         The copy does not wait for the device's queued work, so drawing the next batch on
         the CPU overlaps with the GPU computing the current step.
         """
+        names = ("x", "y", "w", "target", "task", "noise_var")
         return Batch(
-            **{name: getattr(self, name).to(device, non_blocking=True) for name in ("x", "y", "w", "target", "task")}
+            **{
+                name: None if getattr(self, name) is None else getattr(self, name).to(device, non_blocking=True)
+                for name in names
+            }
         )
 
 
@@ -73,30 +88,37 @@ def sample_batch(
     tasks: Prior,
     generator: torch.Generator,
     active_dims: int | None = None,
+    features=None,
 ) -> Batch:
     """Draw a batch of sequences whose tasks come from ``tasks`` (a prior or a pool).
 
     Every random number comes from ``generator`` — x, then the tasks, then the noise — so a
     batch is a pure function of its state; tensors live on the generator's device.
     ``active_dims`` < D zeroes the later coordinates of x (a training curriculum); the
-    generator advances exactly as without it.
+    generator advances exactly as without it. ``features`` (a map phi of x, :mod:`lrpfn.features`)
+    makes the target ``w·phi(x)``; the noise has variance ``noise_var`` unless the tasks
+    drew their own.
     """
     device = generator.device
-    shape = (batch_size, context_length, tasks.dim)
-    x = torch.randn(shape, generator=generator, device=device)
-    if active_dims is not None and active_dims < tasks.dim:
+    dim = tasks.dim if features is None else features.dim
+    x = torch.randn((batch_size, context_length, dim), generator=generator, device=device)
+    if active_dims is not None and active_dims < dim:
         x[..., active_dims:] = 0
-    w, task = tasks.sample_tasks(batch_size, generator)
-    target = torch.einsum("bkd,bd->bk", x, w)
+    draw = tasks.sample_tasks(batch_size, generator)
+    inputs = x if features is None else features(x)
+    target = torch.einsum("bkd,bd->bk", inputs, draw.w)
     noise = torch.randn(target.shape, generator=generator, device=device)
-    y = target + math.sqrt(noise_var) * noise
-    return Batch(x=x, y=y, w=w, target=target, task=task)
+    if draw.noise_var is None:
+        y = target + math.sqrt(noise_var) * noise
+    else:
+        y = target + draw.noise_var.sqrt().unsqueeze(-1).to(noise.dtype) * noise
+    return Batch(x=x, y=y, w=draw.w, target=target, task=draw.task, noise_var=draw.noise_var)
 
 
-def eval_set(n_sequences: int, context_length: int, noise_var: float, tasks: Prior, seed: int) -> Batch:
+def eval_set(n_sequences: int, context_length: int, noise_var: float, tasks: Prior, seed: int, features=None) -> Batch:
     """A fixed, seeded evaluation set (CPU), the same for every model evaluated on it."""
     generator = torch.Generator().manual_seed(seed)
-    return sample_batch(n_sequences, context_length, noise_var, tasks, generator)
+    return sample_batch(n_sequences, context_length, noise_var, tasks, generator, features=features)
 
 
 def x_columns(dim: int) -> list[str]:
@@ -110,7 +132,8 @@ def w_columns(dim: int) -> list[str]:
 def batch_to_frame(batch: Batch) -> pd.DataFrame:
     """Tidy long table, one row per (sequence, position).
 
-    Columns: sequence, position, task, x_0..x_{D-1}, y, target, w_0..w_{D-1}.
+    Columns: sequence, position, task, x_0..x_{D-1}, y, target, w_0..w_{P-1}, and
+    ``noise_var`` where sequences differ in it.
     """
     n, k, d = batch.x.shape
     frame = pd.DataFrame(
@@ -125,17 +148,20 @@ def batch_to_frame(batch: Batch) -> pd.DataFrame:
     columns = {name: x[:, j] for j, name in enumerate(x_columns(d))}
     columns["y"] = batch.y.cpu().numpy().reshape(-1)
     columns["target"] = batch.target.cpu().numpy().reshape(-1)
-    columns.update({name: w[:, j] for j, name in enumerate(w_columns(d))})
+    columns.update({name: w[:, j] for j, name in enumerate(w_columns(w.shape[1]))})
+    if batch.noise_var is not None:
+        columns["noise_var"] = np.repeat(batch.noise_var.cpu().numpy(), k)
     return pd.concat([frame, pd.DataFrame(columns)], axis=1)
 
 
 def frame_to_batch(frame: pd.DataFrame) -> Batch:
     """Inverse of :func:`batch_to_frame`; checks the table is complete and rectangular."""
     dim = sum(1 for c in frame.columns if c.startswith("x_"))
-    required = ["sequence", "position", "task", "y", "target", *x_columns(dim), *w_columns(dim)]
+    n_params = sum(1 for c in frame.columns if c.startswith("w_"))
+    required = ["sequence", "position", "task", "y", "target", *x_columns(dim), *w_columns(n_params)]
     missing = [c for c in required if c not in frame.columns]
-    if dim == 0 or missing:
-        raise ValueError(f"evaluation table lacks columns {missing or ['x_0']}")
+    if dim == 0 or n_params == 0 or missing:
+        raise ValueError(f"evaluation table lacks columns {missing or ['x_0' if dim == 0 else 'w_0']}")
     frame = frame.sort_values(["sequence", "position"], kind="stable")
     n = frame["sequence"].nunique()
     k = frame["position"].nunique()
@@ -145,19 +171,26 @@ def frame_to_batch(frame: pd.DataFrame) -> Batch:
     def tensor(columns, shape):
         return torch.from_numpy(frame[columns].to_numpy(np.float32, copy=True).reshape(shape))
 
+    noise_var = None
+    if "noise_var" in frame.columns:
+        noise_var = torch.from_numpy(frame["noise_var"].to_numpy(np.float64).reshape(n, k)[:, 0].copy())
     return Batch(
         x=tensor(x_columns(dim), (n, k, dim)),
         y=tensor("y", (n, k)),
         target=tensor("target", (n, k)),
-        w=tensor(w_columns(dim), (n, k, dim))[:, 0],
+        w=tensor(w_columns(n_params), (n, k, n_params))[:, 0],
         task=torch.from_numpy(frame["task"].to_numpy(np.int64).reshape(n, k)[:, 0].copy()),
+        noise_var=noise_var,
     )
 
 
-def pool_to_frame(pool: torch.Tensor) -> pd.DataFrame:
-    """Pool table: one row per task, columns task, w_0..w_{D-1}."""
+def pool_to_frame(pool: torch.Tensor, noise_var: torch.Tensor | None = None) -> pd.DataFrame:
+    """Pool table: one row per task, columns task, w_0..w_{D-1}, and ``noise_var`` where the
+    tasks drew their own."""
     frame = pd.DataFrame(pool.numpy(), columns=w_columns(pool.shape[1]))
     frame.insert(0, "task", np.arange(pool.shape[0], dtype=np.int64))
+    if noise_var is not None:
+        frame["noise_var"] = noise_var.double().numpy()
     return frame
 
 
@@ -175,6 +208,28 @@ def frame_to_pool(frame: pd.DataFrame, dim: int, size: int | None = None, source
 def read_pool(path, dim: int, size: int | None = None) -> torch.Tensor:
     """Load a pool table written by :func:`pool_to_frame`, checking dimension and size."""
     return frame_to_pool(read_parquet(path), dim, size=size, source=str(path))
+
+
+def read_pool_tasks(path, dim: int, size: int | None = None) -> Pool:
+    """A pool table as the prior of its tasks (:class:`lrpfn.priors.Pool`): w and, where the
+    table has them, each task's noise variance."""
+    frame = read_parquet(path)
+    tasks = frame_to_pool(frame, dim, size=size, source=str(path))
+    noise_var = None
+    if "noise_var" in frame.columns:
+        noise_var = torch.from_numpy(frame.sort_values("task")["noise_var"].to_numpy(np.float64, copy=True))
+        if not bool((noise_var > 0).all()):
+            raise ValueError(f"{path}: noise variances must be positive")
+    return Pool(tasks, noise_var)
+
+
+def read_run_tasks(paths, pool_size: str, dim: int) -> Pool | None:
+    """A run's pool from its rule's input (a path, or an empty list at M = inf) as a
+    :class:`lrpfn.priors.Pool` of M tasks in R^dim, or None for a run on the true prior."""
+    if pool_size == "inf":
+        return None
+    path = paths[0] if isinstance(paths, list | tuple) else paths
+    return read_pool_tasks(path, dim, size=int(pool_size))
 
 
 def read_run_pool(paths, pool_size: str, dim: int) -> torch.Tensor | None:

@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import priors
-from .buckets import BarDistribution, build_head
+from . import families, priors
+from .buckets import BarDistribution
 from .checkpoint import checkpoint_payload, save_checkpoint
 from .config import ExecutionConfig, RunConfig, TrainConfig, checkpoint_name, checkpoint_steps
 from .io import load_torch, save_torch, write_parquet
@@ -99,11 +99,12 @@ class Stepper:
 
 def training_batch(run: RunConfig, step: int, tasks: priors.Prior, generator: torch.Generator):
     """The batch of optimiser step ``step`` (1-based), drawn on the CPU from the run's task
-    distribution (:func:`lrpfn.priors.of_run`): its sequences and length from the run's length mix
+    distribution (:func:`lrpfn.families.of_pool`): its sequences and length from the run's length mix
     (:meth:`lrpfn.config.TrainConfig.batch_shape`), its input dimensions from the curriculum."""
     active = run.train.active_dims(step, run.dim)
     sequences, length = run.train.batch_shape(step, run.context_length)
-    return sample_batch(sequences, length, run.noise_var, tasks, generator, active)
+    phi = families.of_run(run).phi
+    return sample_batch(sequences, length, run.noise_var, tasks, generator, active, phi)
 
 
 def build(run: RunConfig) -> tuple[PFN, BarDistribution]:
@@ -111,21 +112,21 @@ def build(run: RunConfig) -> tuple[PFN, BarDistribution]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.seed)
         model = PFN(run.model)
-    prior = priors.build(run.prior, run.dim)
-    bar = build_head(run.model.head, run.model.n_buckets, run.noise_var, prior, seed=run.border_seed)
+    bar = families.of_run(run).head(run.model.head, run.model.n_buckets, seed=run.border_seed)
     return model, bar
 
 
 def train(
     run: RunConfig,
-    pool: torch.Tensor | None,
+    pool: priors.Pool | torch.Tensor | None,
     out_dir: str | Path,
     execution: ExecutionConfig = ExecutionConfig(),
     progress: bool = True,
 ) -> list[Path]:
     """Train one run, writing checkpoints and the log table into ``out_dir``.
 
-    ``pool`` is the (M, D) task pool, or None for the true prior. ``execution`` says where
+    ``pool`` is the run's task pool (a :class:`lrpfn.priors.Pool`, or its tasks (M, P)), or None
+    for the true prior. ``execution`` says where
     and how (device, resume-state interval, compilation); it changes no number beyond float
     rounding: batches are drawn on the CPU from a generator seeded with ``run.seed`` and
     then moved to the device, so a run sees the same data on every device, and its resume
@@ -136,7 +137,7 @@ def train(
     out_dir = Path(out_dir)
     cfg = run.train
     device = resolve_device(execution.device)
-    tasks = priors.of_run(run, pool)
+    tasks = families.of_pool(run, priors.Pool(pool) if isinstance(pool, torch.Tensor) else pool)
 
     model, bar = build(run)
     model.to(device)

@@ -21,7 +21,7 @@ from lrpfn.config import (
     run_config,
     shared_checkpoint_steps,
     short_run_config,
-    task_prior,
+    task_family,
     trained_length,
 )
 
@@ -38,10 +38,15 @@ RESAMPLE_STEPS = resampled_steps(config)
 SHORT = short_run_config(config, POOL_SIZES[0], SEEDS[0])
 SHORT_STEPS = checkpoint_steps(SHORT.train) if SHORT else []
 EXECUTION = execution_config(config)
-# The true task prior, a params entry of the rules that draw or score tasks only when it is
-# not the default N(0, I): results of configs without a prior keep their params (no rerun).
-PRIOR = task_prior(config)
-PRIOR_PARAMS = {} if PRIOR.is_default else {"prior": PRIOR.to_dict()}
+# The task family's non-default sections (prior, noise, features), params of the rules that
+# draw or score tasks: results of configs without them keep their params (no rerun).
+FAMILY = task_family(config)
+FAMILY_PARAMS = FAMILY.to_params()
+# What drawing tasks needs: the family's sections and, where tasks draw their own noise, its
+# prior mean.
+DRAW_PARAMS = FAMILY_PARAMS | (
+    {} if FAMILY.noise.is_default else {"noise_var": config["noise_var"]}
+)
 
 
 def resample_settings(*keys):
@@ -68,11 +73,13 @@ def coverage_files():
     ]
 
 
-# Under a prior the resampling statistics also read the implied prior's mass near zero,
-# with a threshold from the least-squares noise of a path (of each path length).
-STATS_PRIOR_PARAMS = (
-    PRIOR_PARAMS | {"noise_var": config["noise_var"]} | resample_settings("path_length")
-    if PRIOR_PARAMS
+# Under another family the resampling statistics also read the implied prior's mass near
+# zero, with a threshold from the least-squares noise of a path (of each path length).
+STATS_FAMILY_PARAMS = (
+    FAMILY_PARAMS
+    | {"noise_var": config["noise_var"]}
+    | resample_settings("path_length")
+    if FAMILY_PARAMS
     else {}
 )
 

@@ -32,7 +32,7 @@ rule plot_task_diversity:
     conda:
         "../../envs/lrpfn.yaml"
     params:
-        **PRIOR_PARAMS,
+        **FAMILY_PARAMS,
     script:
         "../scripts/plot_task_diversity.py"
 
@@ -76,7 +76,7 @@ rule plot_implied_prior:
     conda:
         "../../envs/lrpfn.yaml"
     params:
-        **PRIOR_PARAMS,
+        **DRAW_PARAMS,
         dim=config["dim"],
         n_dims=config["resample"]["plot_dims"],
         seed=SEEDS[0],
@@ -101,7 +101,7 @@ rule plot_posterior:
     conda:
         "../../envs/lrpfn.yaml"
     params:
-        **PRIOR_PARAMS,
+        **FAMILY_PARAMS,
     script:
         "../scripts/plot_posterior.py"
 
@@ -122,7 +122,7 @@ rule plot_in_context:
     conda:
         "../../envs/lrpfn.yaml"
     params:
-        **PRIOR_PARAMS,
+        **FAMILY_PARAMS,
         context_length=config["context_length"],
         max_length=trained_length(config),
     script:
@@ -149,7 +149,7 @@ rule plot_posterior_marginals:
     conda:
         "../../envs/lrpfn.yaml"
     params:
-        **PRIOR_PARAMS,
+        **FAMILY_PARAMS,
         n_dims=config["resample"]["plot_dims"],
         seed=SEEDS[0],
     script:
@@ -173,7 +173,7 @@ rule plot_predictive_density:
     conda:
         "../../envs/lrpfn.yaml"
     params:
-        **PRIOR_PARAMS,
+        **FAMILY_PARAMS,
         seed=SEEDS[0],
     script:
         "../scripts/plot_predictive_density.py"

@@ -44,7 +44,7 @@ rule resample_reference:
         mem_mb=2000,
         runtime=30,
     params:
-        **PRIOR_PARAMS,
+        **FAMILY_PARAMS,
         settings=resample_settings(
             "n_paths", "path_length", "prefix_length", "n_prefixes", "seed"
         ),
@@ -73,7 +73,7 @@ rule resample_stats:
         mem_mb=2000,
         runtime=20,
     params:
-        **STATS_PRIOR_PARAMS,
+        **STATS_FAMILY_PARAMS,
         settings=resample_settings("prefix_length", "n_prefixes"),
         dim=config["dim"],
     script:

@@ -10,7 +10,7 @@ rule pool:
     conda:
         "../../envs/lrpfn.yaml"
     params:
-        **PRIOR_PARAMS,
+        **DRAW_PARAMS,
         dim=config["dim"],
         seed=config["task_seed"],
     script:
@@ -35,7 +35,7 @@ rule eval_set:
     conda:
         "../../envs/lrpfn.yaml"
     params:
-        **PRIOR_PARAMS,
+        **FAMILY_PARAMS,
         dim=config["dim"],
         context_length=config["context_length"],
         noise_var=config["noise_var"],
@@ -52,7 +52,7 @@ use rule eval_set as eval_set_long with:
         f"{RESULTS}/logs/tasks/eval_long_{{tasks}}.log",
     localrule: True
     params:
-        **PRIOR_PARAMS,
+        **FAMILY_PARAMS,
         dim=config["dim"],
         context_length=config["eval"]["extrapolate_to"],
         noise_var=config["noise_var"],

@@ -1,13 +1,13 @@
 """Metrics of one checkpoint on T_M and T_true: per position, and per sequence (or, for the
 in-context curves on longer sequences, per position only)."""
 
-from lrpfn import priors
+from lrpfn import families
 from lrpfn.checkpoint import load_checkpoint
 from lrpfn.config import RunConfig
 from lrpfn.evaluate import evaluate_checkpoint
 from lrpfn.io import write_parquet
 from lrpfn.logs import log_to
-from lrpfn.tasks import read_eval_set, read_run_pool
+from lrpfn.tasks import read_eval_set, read_run_tasks
 
 with log_to(snakemake.log[0]):
     inp, wc, p = snakemake.input, snakemake.wildcards, snakemake.params
@@ -22,9 +22,9 @@ with log_to(snakemake.log[0]):
             raise ValueError(
                 f"{inp['eval_' + tasks]}: sequences of dimension {batch.x.shape[-1]}, checkpoint has {dim}"
             )
-    pool = read_run_pool(inp.pool, wc.M, dim)
-    predictors = priors.run_references(run.prior, dim, p.noise_var, pool)
-    positions, sequences = evaluate_checkpoint(ckpt.model, ckpt.bar, eval_sets, predictors)
+    family = families.of_run(run)
+    predictors = family.references(read_run_tasks(inp.pool, wc.M, family.n_params))
+    positions, sequences = evaluate_checkpoint(ckpt.model, ckpt.bar, eval_sets, predictors, family.normaliser)
     tables = {"positions": positions, "sequences": sequences}
     for name, path in snakemake.output.items():  # the in-context rule writes positions only
         table = tables[name]

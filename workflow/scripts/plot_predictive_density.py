@@ -1,4 +1,4 @@
-from lrpfn.config import PriorConfig
+from lrpfn.config import TaskFamily
 from lrpfn.io import read_parquet
 from lrpfn.logs import log_to
 from lrpfn.plots import save
@@ -6,7 +6,7 @@ from lrpfn.plots.predictive import predictive_density_figure
 
 with log_to(snakemake.log[0]):
     inp, p = snakemake.input, snakemake.params
-    prior = PriorConfig.from_dict(p.get("prior"))
+    prior = TaskFamily.from_params(p)
     fig = predictive_density_figure(
         read_parquet(inp.density), read_parquet(inp.kl), snakemake.wildcards.M, p.seed, prior
     )

@@ -2,20 +2,20 @@
 
 import torch
 
-from lrpfn import priors
+from lrpfn import families
 from lrpfn.checkpoint import load_checkpoint
 from lrpfn.config import RunConfig
 from lrpfn.io import write_parquet
 from lrpfn.logs import log_to
 from lrpfn.premise import run_premise
-from lrpfn.tasks import read_run_eval_sets, read_run_pool
+from lrpfn.tasks import read_run_eval_sets, read_run_tasks
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     inp, wc, p = snakemake.input, snakemake.wildcards, snakemake.params
     run = RunConfig.from_dict(p.run)
     eval_sets = read_run_eval_sets(inp.eval_true, inp.eval_pool, wc.M)
-    references = priors.run_references(run.prior, run.dim, p.noise_var, read_run_pool(inp.pool, wc.M, run.dim))
+    references = families.of_run(run).references(read_run_tasks(inp.pool, wc.M, run.n_params))
     checkpoints = [load_checkpoint(path, run=p.run) for path in inp.checkpoints]
     # The final checkpoint's paths may be longer (resample.final_path_length), and so its horizons.
     lengths = {

@@ -10,7 +10,7 @@ import torch
 
 from lrpfn.config import RunConfig, execution_config
 from lrpfn.logs import log_to
-from lrpfn.tasks import read_pool
+from lrpfn.tasks import read_pool_tasks
 from lrpfn.train import train
 
 with log_to(snakemake.log[0]):
@@ -18,7 +18,7 @@ with log_to(snakemake.log[0]):
     run = RunConfig.from_dict(snakemake.params.run)
     pool = None
     if snakemake.input.pool:
-        pool = read_pool(snakemake.input.pool, run.dim, size=int(run.pool_size))
+        pool = read_pool_tasks(snakemake.input.pool, run.n_params, size=int(run.pool_size))
     written = train(run, pool, Path(snakemake.output.log).parent, execution_config(snakemake.config))
     expected = {Path(p) for p in snakemake.output.checkpoints}
     if set(written) != expected:

@@ -6,12 +6,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .. import roles
-from ..config import PriorConfig
+from ..config import TaskFamily
 from . import COLORS, finish_checkpoint_grid, pool_label, style
 
 
 def predictive_density_figure(
-    density: pd.DataFrame, kl: pd.DataFrame, pool_size: str, seed: int, prior: PriorConfig
+    density: pd.DataFrame, kl: pd.DataFrame, pool_size: str, seed: int, prior: TaskFamily
 ) -> plt.Figure:
     """Rows: prompts (evaluation set, sequence, observed pairs); columns: checkpoints. The
     PFN's bar-distribution density of y at the prompt's query beside the exact predictives

@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 
 from .. import roles
-from ..config import PriorConfig
+from ..config import TaskFamily
 from ..priors import Prior, StandardGaussian
 from . import COLORS, finish_checkpoint_grid, format_pool_axis, marginal_panel, pool_axis, pool_label, style
 
@@ -115,7 +115,7 @@ def _mark_prior(ax, prior: Prior, d: int, grid: np.ndarray):
 
 def posterior_marginals_figure(
     samples: pd.DataFrame, reference: pd.DataFrame, true_w: dict[str, np.ndarray], pool_size: str, n_dims: int,
-    seed: int, prior: PriorConfig,
+    seed: int, prior: TaskFamily,
 ) -> plt.Figure:  # fmt: skip
     """Rows: posterior targets (the first prefix from T_true and, for a pool, from T_M) x the
     first dimensions of w; columns: checkpoints. The PFN's resampled w_hat beside every exact
@@ -157,7 +157,7 @@ def posterior_marginals_figure(
     return finish_checkpoint_grid(fig, axes, steps, "$\\hat w$", title, lengths)
 
 
-def posterior_figure(summary: pd.DataFrame, prior: PriorConfig) -> plt.Figure:
+def posterior_figure(summary: pd.DataFrame, prior: TaskFamily) -> plt.Figure:
     """The PFN's resampled posteriors on new tasks against the exact reference resamplers.
 
     Energy distance per dimension, averaged over dimensions, T_true prefixes and seeds

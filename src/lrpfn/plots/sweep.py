@@ -10,11 +10,11 @@ import pandas as pd
 import seaborn as sns
 
 from .. import roles
-from ..config import PriorConfig
+from ..config import TaskFamily
 from . import COLORS, TASKS_TITLE, format_pool_axis, pool_axis, pool_label, style
 
 
-def task_diversity_figure(seeds: pd.DataFrame, thresholds: pd.DataFrame, prior: PriorConfig) -> plt.Figure:
+def task_diversity_figure(seeds: pd.DataFrame, thresholds: pd.DataFrame, prior: TaskFamily) -> plt.Figure:
     """2x3: rows T_M / T_true; MSE/D vs M (seed means at the final checkpoint, bars: sd over
     seeds), model-dMMSE and model-Bayes differences vs M per checkpoint (seed means); under a
     true prior other than N(0, I) its Bayes predictor beside the moment-matched ridge.
@@ -112,7 +112,7 @@ def losses_figure(logs: pd.DataFrame, seeds: pd.DataFrame) -> plt.Figure:
 
 
 def in_context_figure(
-    seeds: pd.DataFrame, context_length: int, prior: PriorConfig, max_length: int | None = None
+    seeds: pd.DataFrame, context_length: int, prior: TaskFamily, max_length: int | None = None
 ) -> plt.Figure:
     """Columns: pool sizes; rows: MSE/D and NLL on T_M and on T_true, against the number of
     in-context examples, past the context length K and the longest trained length

@@ -2,9 +2,11 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
+from scipy import stats
 
-from lrpfn.compare import against_samples, nearest_atom_distance
+from lrpfn.compare import against_samples, energy_distance, nearest_atom_distance
 from lrpfn.exact import Ridge, distinct, references
 from lrpfn.implied import REPLICAS, Target, reference_samples, sample_frame, statistics, targets
 from lrpfn.priors import Pool, StandardGaussian
@@ -124,3 +126,14 @@ def test_an_exact_resampler_in_the_models_place_sits_within_the_floor_and_a_wron
         z[name] = ((table.energy - table.floor_energy) / table.floor_energy_sd).to_numpy()
     assert (np.abs(z["exact"]) < 4).all() and abs(z["exact"].mean()) < 1.5, z["exact"]
     assert (z["wrong"] > 2).all() and z["wrong"].mean() > 5, z["wrong"]
+
+
+def test_energy_distance_is_scipys_in_one_dimension_and_a_metric_in_many():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((300, 1)), 0.5 + rng.standard_normal((200, 1))
+    assert energy_distance(a, b) == pytest.approx(stats.energy_distance(a[:, 0], b[:, 0]), rel=1e-12)
+    # In G dimensions, with the RMS norm: zero for a set against itself, and a shift of every
+    # coordinate by 0.5 gives the one-dimensional distance of a 0.5 shift in the limit.
+    many, shifted = rng.standard_normal((400, 8)), 0.5 + rng.standard_normal((400, 8))
+    assert energy_distance(many, many) == 0
+    assert energy_distance(many, shifted) > 3 * energy_distance(many, rng.standard_normal((400, 8)))

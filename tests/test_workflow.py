@@ -408,7 +408,7 @@ BAD_CONFIGS = [
     (lambda c: c["train"].update(max_length=10), "train.max_length: 10 is not context_length=6 times a power of 2"),
     (lambda c: c["train"].update(precision="float16"), "['precision']"),
     (lambda c: c["train"].update(compile="yes"), "['compile']"),
-    (lambda c: c["resample"].update(plot_dims=3), "resample.plot_dims: 3 exceeds dim=2"),
+    (lambda c: c["resample"].update(plot_dims=3), "resample.plot_dims: 3 exceeds the 2 dimensions of w"),
     (lambda c: c.update(thresholds={"short_budget": 0.01}), "thresholds.short_budget: 0.01 of train.steps=40"),
     (lambda c: c.update(thresholds={"short_budget": 1.0}), "short_budget"),
     (lambda c: c["resample"].update(path_length=4, prefix_length=4), "within resample.path_length=4"),

@@ -93,3 +93,24 @@ def test_coverage_and_the_premise_read_outs_run_on_the_family(results):
 def test_a_checkpoint_names_its_family(results):
     ckpt = load_checkpoint(results / f"runs/Minf_seed0/step_{FINAL:07d}.pt")
     assert ckpt.run["noise"] == OVERLAY["noise"] and ckpt.run["features"] == OVERLAY["features"]
+
+
+def test_resampled_functions_are_compared_on_the_grid(results):
+    stats = pd.read_parquet(results / "tables/resample_stats.parquet")
+    assert {"function_energy", "floor_function_energy", "floor_function_energy_sd"} <= set(stats.columns)
+    assert stats.function_energy.notna().all() and (stats.floor_function_energy > 0).all()
+    assert (results / "figures/implied_prior_Minf.png").stat().st_size > 0
+
+
+def test_the_exact_gp_is_scored_beside_the_feature_model(results):
+    """The GP with the RBF kernel the features approximate is an extra reference of the evaluation,
+    averaged into the summaries like the roles."""
+    metrics = pd.read_parquet(results / "tables/metrics.parquet")
+    row = metrics[(metrics.pool_size == "inf") & (metrics.tasks == "true") & (metrics.step == FINAL)]
+    row = row.sort_values("position")
+    batch = read_eval_set(results / "tasks/eval_true.parquet")
+    gp = family().extra_references()["gp"]
+    mean, nll = gp.score_sequences(batch.x, batch.y)
+    np.testing.assert_allclose(row.mse_gp, ((mean - batch.target.double()) ** 2).mean(0).numpy(), rtol=1e-9)
+    np.testing.assert_allclose(row.nll_gp, nll.mean(0).numpy(), rtol=1e-9)
+    assert "nll_gp" in pd.read_parquet(results / "tables/summary_seeds.parquet").columns

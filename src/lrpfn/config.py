@@ -598,10 +598,10 @@ def complete(config: dict) -> dict:
 
     * ``resample.path_length``: the ``context_length``;
     * ``resample.final_path_length`` (the final checkpoint's): the longest trained length;
-    * ``resample.prefix_length``: D observed pairs (where least squares becomes determined),
-      at most one less than the path length;
+    * ``resample.prefix_length``: P observed pairs, P the dimension of w (D, or the number of
+      features: where least squares becomes determined), at most one less than the path length;
     * ``resample.checkpoints``: the last 4 checkpoints, or all of them when there are fewer;
-    * ``resample.plot_dims``: 3, or D when D < 3;
+    * ``resample.plot_dims``: 3, or P when P < 3;
     * ``eval.extrapolate_to``: twice the longest trained length (``train.max_length``, else
       ``context_length``);
     * ``predictive.prompt_lengths``: no pair, D pairs, half and all but one of the context.
@@ -625,9 +625,10 @@ def complete(config: dict) -> dict:
     resample = config["resample"]
     resample.setdefault("path_length", config["context_length"])
     resample.setdefault("final_path_length", max(trained_length(config), resample["path_length"]))
-    resample.setdefault("prefix_length", max(1, min(config["dim"], resample["path_length"] - 1)))
+    n_params = FeaturesConfig.from_dict(config.get("features")).n_params(config["dim"])
+    resample.setdefault("prefix_length", max(1, min(n_params, resample["path_length"] - 1)))
     resample.setdefault("checkpoints", min(4, len(shared_checkpoint_steps(config))))
-    resample.setdefault("plot_dims", min(3, config["dim"]))
+    resample.setdefault("plot_dims", min(3, n_params))
     return config
 
 
@@ -738,8 +739,9 @@ def check_experiment(config: dict) -> None:
             f"thresholds.short_budget: {config['thresholds']['short_budget']} of train.steps={train['steps']} "
             f"leaves fewer steps than train.checkpoints={train['checkpoints']}"
         )
-    if resample["plot_dims"] > config["dim"]:
-        raise ConfigError(f"resample.plot_dims: {resample['plot_dims']} exceeds dim={config['dim']}")
+    n_params = FeaturesConfig.from_dict(config.get("features")).n_params(config["dim"])
+    if resample["plot_dims"] > n_params:
+        raise ConfigError(f"resample.plot_dims: {resample['plot_dims']} exceeds the {n_params} dimensions of w")
     try:
         execution_config(config)
     except ValueError as err:

@@ -47,6 +47,14 @@ def metric_names(keys, floor: bool = True) -> list[str]:
 METRICS = metric_names(EXACT)  # the columns of an evaluation against a run's references
 
 
+def metric_columns(table: pd.DataFrame) -> list[str]:
+    """The metric columns of an evaluation table: :data:`METRICS`, then those of any extra
+    reference it was scored against (the exact GP beside a family on features,
+    :meth:`lrpfn.families.Family.extra_references`)."""
+    extra = [c for c in table.columns if c.split("_")[0] in ("mse", "delta", "nll") and not c.endswith("_se")]
+    return METRICS + [c for c in extra if c not in METRICS]
+
+
 @torch.no_grad()
 def model_predictive(model: PFN, bar: BarDistribution, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024):
     """Model predictive mean and NLL of y at every position, (B, K) each, on x's device."""

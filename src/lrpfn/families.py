@@ -27,13 +27,14 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from . import priors
 from .buckets import BarDistribution, build_head
 from .config import RunConfig, TaskFamily
 from .exact import ExactPredictor, references
-from .features import FeatureBayes, Features, FourierFeatures, IdentityFeatures
+from .features import FeatureBayes, Features, FourierFeatures, GaussianProcess, IdentityFeatures, rbf_kernel
 from .implied import Readout
 from .tasks import Batch, master_tasks, sample_batch
 
@@ -74,6 +75,19 @@ class Family:
         where tasks draw their own noise (their implied prior over sigma^2)."""
         return Readout(self.phi, not self.config.noise.is_default)
 
+    FUNCTION_GRID = np.linspace(-3, 3, 49)  # t: a task's function is read at x = t u (u the unit diagonal)
+
+    @property
+    def functions(self):
+        """For a family on features, the map of w (B, P) to its function ``w·phi(t u)`` at the
+        points t of :attr:`FUNCTION_GRID`, (B, G) numpy, u the unit diagonal of R^D (x = t in one
+        dimension); None for linear tasks, whose w is itself the read-out."""
+        if self.phi is None:
+            return None
+        inputs = torch.from_numpy(self.FUNCTION_GRID).unsqueeze(-1) * self.dim**-0.5 * torch.ones(self.dim)
+        basis = self.phi(inputs.double()).numpy()  # (G, P)
+        return lambda w: np.asarray(w, dtype=np.float64) @ basis.T
+
     def tasks(self, pool: priors.Pool | None = None) -> priors.Prior:
         """The distribution a run's sequences draw tasks from: its pool, or the true prior."""
         return self.prior if pool is None else pool
@@ -110,6 +124,15 @@ class Family:
         wrapped = {id(p): FeatureBayes(p, self.phi) for p in roles.values() if p is not None}
         roles = {role: None if p is None else wrapped[id(p)] for role, p in roles.items()}
         return roles | {"ridge": self.ridge_in_x()}
+
+    def extra_references(self) -> dict[str, ExactPredictor]:
+        """Exact predictors the evaluation scores beside the roles: for Fourier features the exact
+        GP with the RBF kernel they approximate (``gp``), so that a reader sees how close the
+        finite feature prior is to its limit; none otherwise."""
+        if not isinstance(self.features, FourierFeatures):
+            return {}
+        lengthscale = self.config.features.parameters["lengthscale"]
+        return {"gp": GaussianProcess(self.dim, rbf_kernel(lengthscale), self.noise_var)}
 
     def ridge_in_x(self) -> ExactPredictor:
         """Bayes under ``w ~ N(0, (s / D) I_D)`` on x itself, with s the signal variance: the

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from .buckets import BarDistribution
-from .compare import against_samples, nearest_atom_distance
+from .compare import against_samples, energy_distance, nearest_atom_distance
 from .exact import ExactPredictor
 from .model import PFN
 from .resample import Resampled, draw_inputs, resample_by_task, resample_model
@@ -159,6 +159,7 @@ def statistics(
     all_targets: list[Target],
     pool: torch.Tensor | None,
     near_zero: dict[int, float] | None = None,
+    functions=None,
 ) -> pd.DataFrame:
     """Per (step, target, reference prior, dim): the model's samples against that exact
     reference resampler (replica 0) at the same path length, beside the floor exact replicas reach.
@@ -176,7 +177,11 @@ def statistics(
     reference (``ref_mass_near_zero``) — the implied prior's spike. Where the samples carry a
     residual variance (``noise_var``, :class:`Readout`): its median and interquartile range,
     of the model (``noise_median``, ``noise_iqr``) and of the reference (``ref_noise_median``,
-    ``ref_noise_iqr``) — the implied prior or posterior over sigma^2.
+    ``ref_noise_iqr``) — the implied prior or posterior over sigma^2. With ``functions`` (a map
+    of w_hat (B, P) to the function it gives on a grid of inputs, (B, G): a family on features,
+    :attr:`lrpfn.families.Family.functions`): the energy distance of the model's functions to the
+    reference's (``function_energy``, :func:`lrpfn.compare.energy_distance`) and its floor
+    (``floor_function_energy``, ``floor_function_energy_sd``) over the other replicas, as for w.
     """
     dim = sum(c.startswith("w_") for c in samples.columns)
     cols = w_columns(dim)
@@ -197,6 +202,10 @@ def statistics(
             ref_pool_distance = np.nan if atoms is None else np.median(nearest_atom_distance(exact, atoms))
             true_w = np.full(dim, np.nan) if target.w is None else target.w.double().numpy()
             noise = "noise_var" in ref.columns and "noise_var" in at_length.columns
+            if functions is not None:
+                exact_f = functions(exact)
+                replica_f = [functions(g[cols].to_numpy()) for r, g in ref.groupby("replica") if r != 0]
+                floor_f = [energy_distance(f, exact_f) for f in replica_f]
             ref_noise = _median_iqr(ref.loc[ref.replica == 0, "noise_var"]) if noise else None
             for step, group in at_length.groupby("step"):
                 w = group[cols].to_numpy()
@@ -210,6 +219,10 @@ def statistics(
                     table["near_zero"] = near_zero[path_length]
                     table["mass_near_zero"] = (np.abs(w) < near_zero[path_length]).mean(0)
                     table["ref_mass_near_zero"] = (np.abs(exact) < near_zero[path_length]).mean(0)
+                if functions is not None:
+                    table["function_energy"] = energy_distance(functions(w), exact_f)
+                    table["floor_function_energy"] = np.mean(floor_f)
+                    table["floor_function_energy_sd"] = np.std(floor_f, ddof=1) if len(floor_f) > 1 else np.nan
                 if noise:
                     table["noise_median"], table["noise_iqr"] = _median_iqr(group["noise_var"])
                     table["ref_noise_median"], table["ref_noise_iqr"] = ref_noise

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .evaluate import METRICS
+from .evaluate import metric_columns
 
 KEYS = ["pool_size", "seed", "step", "tasks"]
 RESOLVED_SE = 2.0  # a difference counts only beyond this many standard errors
@@ -58,7 +58,7 @@ def at_final_step(table: pd.DataFrame) -> pd.Series:
 
 def summarise(per_position: pd.DataFrame) -> pd.DataFrame:
     """Average every metric over positions: one row per (pool_size, seed, step, tasks)."""
-    summary = per_position.groupby(KEYS, sort=False)[METRICS].mean().reset_index()
+    summary = per_position.groupby(KEYS, sort=False)[metric_columns(per_position)].mean().reset_index()
     summary["pool_size_value"] = pool_size_value(summary["pool_size"])
     return summary.sort_values(["pool_size_value", "seed", "tasks", "step"], ignore_index=True)
 

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from lrpfn.evaluate import METRICS
+from lrpfn.evaluate import metric_columns
 from lrpfn.io import read_parquet, write_parquet
 from lrpfn.logs import log_to
 from lrpfn.sweep import over_seeds, summarise, sweep_tables
@@ -15,7 +15,7 @@ with log_to(snakemake.log[0]):
     summary = summarise(metrics)
     write_parquet(metrics, out.metrics)
     write_parquet(summary, out.summary)
-    write_parquet(over_seeds(summary, ["pool_size", "step", "tasks"], METRICS), out.summary_seeds)
+    write_parquet(over_seeds(summary, ["pool_size", "step", "tasks"], metric_columns(metrics)), out.summary_seeds)
     write_parquet(sequences, out.sequences)
     for name, table in sweep_tables(sequences, short).items():
         write_parquet(table, out[name])

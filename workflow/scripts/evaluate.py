@@ -23,7 +23,7 @@ with log_to(snakemake.log[0]):
                 f"{inp['eval_' + tasks]}: sequences of dimension {batch.x.shape[-1]}, checkpoint has {dim}"
             )
     family = families.of_run(run)
-    predictors = family.references(read_run_tasks(inp.pool, wc.M, family.n_params))
+    predictors = family.references(read_run_tasks(inp.pool, wc.M, family.n_params)) | family.extra_references()
     positions, sequences = evaluate_checkpoint(ckpt.model, ckpt.bar, eval_sets, predictors, family.normaliser)
     tables = {"positions": positions, "sequences": sequences}
     for name, path in snakemake.output.items():  # the in-context rule writes positions only

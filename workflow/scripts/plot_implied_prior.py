@@ -12,6 +12,8 @@ with log_to(snakemake.log[0]):
     samples = pd.concat([read_parquet(f) for f in inp.samples], ignore_index=True)
     family = families.from_params(p)
     pool = read_run_tasks(inp.pool, M, family.n_params)
+    # A family on features also shows the resampled functions on a grid of inputs.
+    functions = None if family.functions is None else (family.FUNCTION_GRID, family.functions)
     fig = implied_prior_figure(
         samples,
         read_parquet(inp.reference),
@@ -20,5 +22,6 @@ with log_to(snakemake.log[0]):
         p.n_dims,
         p.seed,
         family.prior,
+        functions,
     )
     save(fig, snakemake.output.png, snakemake.output.pdf)

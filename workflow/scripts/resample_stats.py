@@ -21,7 +21,7 @@ with log_to(snakemake.log[0]):
         lengths = {p.path_length, p.get("final_path_length", p.path_length)}
         near_zero = {n: near_zero_threshold(p.noise_var, n, family.n_params) for n in lengths}
     tasks = None if pool is None else pool.tasks
-    table = statistics(samples, read_parquet(inp.reference), all_targets, tasks, near_zero)
+    table = statistics(samples, read_parquet(inp.reference), all_targets, tasks, near_zero, family.functions)
     table.insert(0, "seed", int(wc.seed))
     table.insert(0, "pool_size", wc.M)
     write_parquet(table, snakemake.output[0])

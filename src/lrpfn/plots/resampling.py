@@ -21,11 +21,15 @@ def implied_prior_figure(
     n_dims: int,
     seed: int,
     prior: Prior,
+    functions=None,
 ) -> plt.Figure:
     """Rows: the first dimensions of w; columns: checkpoints. Histogram + KDE of the PFN's
     resampled w_hat (implied prior) beside the exact reference resampler of the run's prior
     (and, for a pool, of the true prior), the true ``prior``'s marginal — its density with its
-    point masses (a spike) marked — and the pool's values."""
+    point masses (a spike) marked — and the pool's values. With ``functions`` (a grid of t (G,)
+    and the map of w (B, P) to the task's function on it, (B, G): a family on features), a last
+    row shows the resampled functions: some of the PFN's paths and the central 90 % band of its
+    functions at each t, beside the first exact reference's band."""
     style()
     samples = samples[samples.kind == "prior"]
     reference = reference[(reference.kind == "prior") & (reference.replica == 0)]
@@ -47,8 +51,9 @@ def implied_prior_figure(
         ]
     steps = sorted(samples.step.unique())
     dims = [d for d in range(n_dims) if f"w_{d}" in samples.columns]
+    rows = len(dims) + (functions is not None)
     fig, axes = plt.subplots(
-        len(dims), len(steps), figsize=(2.8 * len(steps), 2.2 * len(dims)), squeeze=False, sharex=True
+        rows, len(steps), figsize=(2.8 * len(steps), 2.2 * rows), squeeze=False, sharex=functions is None
     )
     for row, d in enumerate(dims):
         col_name = f"w_{d}"
@@ -76,10 +81,46 @@ def implied_prior_figure(
                         label="pool tasks",
                     )
             ax.set_ylabel(f"$w_{{{d}}}$" if col == 0 else "")
+    if functions is not None:
+        t, to_function = functions
+        cols = [c for c in samples.columns if c.startswith("w_")]
+        exact, _, _, exact_label = references[0]
+        for col, step in enumerate(steps):
+            at_step = samples[samples.step == step]
+            length = at_step.path_length.iloc[0]
+            model_f = to_function(at_step[cols].to_numpy())
+            exact_f = to_function(exact.loc[exact.path_length == length, cols].to_numpy())
+            _function_panel(axes[-1, col], t, model_f, exact_f, exact_label)
+        axes[-1, 0].set_ylabel("$f(t u)$")
     label = pool_label(pool_size)
     title = f"Implied prior of the PFN trained on M = {label} tasks (seed {seed}), by predictive resampling"
     lengths = samples.groupby("step").path_length.first().to_dict()
-    return finish_checkpoint_grid(fig, axes, steps, "$\\hat w$", title, lengths)
+    fig = finish_checkpoint_grid(fig, axes, steps, "$\\hat w$", title, lengths)
+    if functions is not None:
+        for ax in axes[-1]:
+            ax.set_xlabel("t (x = t u, u the unit diagonal)")
+        for ax in axes[-2]:
+            ax.set_xlabel("$\\hat w$")
+        axes[-1, -1].legend(fontsize=6, loc="upper right")
+        fig.tight_layout()
+    return fig
+
+
+def _function_panel(ax, t: np.ndarray, model: np.ndarray, exact: np.ndarray, exact_label: str, lines: int = 12):
+    """Resampled functions on a grid t (G,): ``lines`` of the PFN's (B, G) and the central 90 %
+    band of each set at every t."""
+    for f in model[:lines]:
+        ax.plot(t, f, color=COLORS["model"], lw=0.6, alpha=0.5)
+    for values, colour, hatch, label in (
+        (model, COLORS["model"], None, "PFN, 90 % band"),
+        (exact, "black", "//", exact_label + ", 90 % band"),
+    ):
+        lo, hi = np.quantile(values, [0.05, 0.95], axis=0)
+        if hatch is None:
+            ax.fill_between(t, lo, hi, color=colour, alpha=0.15, lw=0, label=label)
+        else:
+            ax.fill_between(t, lo, hi, facecolor="none", edgecolor=colour, hatch=hatch, lw=0.6, label=label)
+    ax.set_xlim(t[0], t[-1])
 
 
 def _prior_span(prior: Prior, d: int) -> tuple[float, float]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from lrpfn import priors
+from lrpfn import families
 from lrpfn.config import prepare, run_config
 from lrpfn.train import Stepper, build, learning_rate, make_optimizer, training_batch
 
@@ -45,12 +45,13 @@ def screen(config: dict, pool_size: str, seed: int, stop: int, window: int) -> l
     if run.pool_size != float("inf"):
         raise SystemExit("the screen trains on the true prior only (--pool-size inf)")
     model, bar = build(run)
-    tasks = priors.of_run(run)
+    family = families.of_run(run)
     stepper = Stepper(model, bar, make_optimizer(model, run.train), run.train)
     generator = torch.Generator().manual_seed(run.seed)
     losses = []
     for step in range(1, stop + 1):
-        losses.append(stepper(training_batch(run, step, tasks, generator), learning_rate(step, run.train)).item())
+        batch = training_batch(run, step, family.prior, generator, family.phi)
+        losses.append(stepper(batch, learning_rate(step, run.train)).item())
     return [statistics.fmean(losses[i : i + window]) for i in range(0, stop, window)]
 
 

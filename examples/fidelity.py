@@ -34,11 +34,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from lrpfn import priors
+from lrpfn import families
 from lrpfn.checkpoint import load_checkpoint
 from lrpfn.config import RunConfig
 from lrpfn.evaluate import position_metrics
-from lrpfn.tasks import eval_set
 
 
 def spread(values: list[float], digits: int = 4) -> str:
@@ -75,10 +74,9 @@ def checkpoint_curves(path: Path, length: int) -> pd.DataFrame:
     run = RunConfig.from_dict(ckpt.run)
     if run.pool_size != float("inf"):
         raise SystemExit(f"{path}: a run on a pool of {run.pool_size:g} tasks; the read-out is for M = inf")
-    prior = priors.build(run.prior, run.dim)
-    batch = eval_set(1024, length, run.noise_var, prior, seed=1000)
-    references = priors.run_references(run.prior, run.dim, run.noise_var, None)
-    table = position_metrics(ckpt.model, ckpt.bar, batch, references)
+    family = families.of_run(run)
+    batch = family.eval_set(1024, length, seed=1000)
+    table = position_metrics(ckpt.model, ckpt.bar, batch, family.references(), family.normaliser)
     return table.assign(seed=run.seed, extrapolated=table.position >= run.max_length)
 
 

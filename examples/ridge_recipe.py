@@ -21,9 +21,7 @@ import torch
 from lrpfn.checkpoint import load_checkpoint
 from lrpfn.config import ModelConfig, RunConfig, TrainConfig
 from lrpfn.evaluate import position_metrics
-from lrpfn.exact import references
-from lrpfn.priors import of_run
-from lrpfn.tasks import eval_set
+from lrpfn.families import of_run
 from lrpfn.train import train
 
 
@@ -61,9 +59,9 @@ def main():
 
         final = load_checkpoint(checkpoints[-1])
         # An evaluation seed unused by training (whose batches come from generators seeded with run.seed).
-        prior = of_run(run)  # the true prior N(0, I_D): the run trains on it (M = inf)
-        batch = eval_set(args.eval_sequences, run.context_length, run.noise_var, prior, seed=12345)
-        m = position_metrics(final.model, final.bar, batch, references(prior, None, run.noise_var)).mean()
+        family = of_run(run)  # the true prior N(0, I_D): the run trains on it (M = inf)
+        batch = family.eval_set(args.eval_sequences, run.context_length, seed=12345)
+        m = position_metrics(final.model, final.bar, batch, family.references()).mean()
         gaps.append(m.nll_model - m.nll_ridge)
         ratios.append(m.mse_model / m.mse_ridge)
         size = final.model.n_parameters()

@@ -18,6 +18,14 @@ TEST_CONFIG = yaml.safe_load((REPO / "configs/test.yaml").read_text())
 RESULTS = TEST_CONFIG["results"]
 
 
+def overlay_config(name: str) -> dict:
+    """configs/<name> over the test config (top-level keys replaced), in the test config's results folder."""
+    overlay = yaml.safe_load((REPO / "configs" / name).read_text())
+    config = copy.deepcopy(TEST_CONFIG)
+    config.update({key: value for key, value in overlay.items() if key != "results"})
+    return config
+
+
 def snakemake_command(workdir: Path, *args: str, config: Path | None = None) -> list[str]:
     return [
         sys.executable, "-m", "snakemake",

@@ -1,8 +1,6 @@
 """Workflow tests of the task families: the test config with unknown noise on random Fourier
 features (configs/test-families.yaml), so that one pipeline run exercises both."""
 
-import copy
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +12,7 @@ from lrpfn.checkpoint import load_checkpoint
 from lrpfn.config import TaskFamily
 from lrpfn.tasks import read_eval_set, read_pool_tasks
 
-from helpers import REPO, RESULTS, TEST_CONFIG, new_workdir, snakemake
+from helpers import REPO, RESULTS, TEST_CONFIG, new_workdir, overlay_config, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -24,9 +22,7 @@ FINAL = TEST_CONFIG["train"]["steps"]
 
 def families_config() -> dict:
     """configs/test-families.yaml over the test config, in the test config's results folder."""
-    config = copy.deepcopy(TEST_CONFIG)
-    config.update({key: value for key, value in OVERLAY.items() if key != "results"})
-    return config
+    return overlay_config("test-families.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 """Workflow tests under a true prior other than N(0, I): the test config with a spike-and-slab prior."""
 
-import copy
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +11,17 @@ from lrpfn.config import PriorConfig, run_config, task_prior
 from lrpfn.implied import near_zero_threshold
 from lrpfn.tasks import read_eval_set, read_pool
 
-from helpers import REPO, RESULTS, TEST_CONFIG, experiment, new_workdir, planned_jobs, snakemake, write_config
+from helpers import (
+    REPO,
+    RESULTS,
+    TEST_CONFIG,
+    experiment,
+    new_workdir,
+    overlay_config,
+    planned_jobs,
+    snakemake,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -23,9 +31,7 @@ PRIOR = OVERLAY["prior"]
 
 def sparse_config() -> dict:
     """configs/test-sparse.yaml over the test config, in the test config's results folder."""
-    config = copy.deepcopy(TEST_CONFIG)
-    config.update(prior=PRIOR, pool_sizes=OVERLAY["pool_sizes"])
-    return config
+    return overlay_config("test-sparse.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -147,7 +147,11 @@ def sequence_table(values: dict[str, torch.Tensor]) -> pd.DataFrame:
 
 
 def position_metrics(
-    model: PFN, bar: BarDistribution, batch: Batch, predictors: dict[str, ExactPredictor | None]
+    model: PFN,
+    bar: BarDistribution,
+    batch: Batch,
+    predictors: dict[str, ExactPredictor | None],
+    normaliser: float | None = None,
 ) -> pd.DataFrame:
     """One row per position: the mean of each metric over sequences and its standard error."""
-    return position_table(per_sequence_metrics(model, bar, batch, predictors))
+    return position_table(per_sequence_metrics(model, bar, batch, predictors, normaliser))

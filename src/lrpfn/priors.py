@@ -39,7 +39,7 @@ import torch
 
 from .bayes import gamma_quantile
 from .config import MAX_SPIKE_SLAB_DIM, PriorConfig
-from .exact import ExactPredictor, MixtureBayes, PoolBayes, Ridge, UnknownNoiseBayes, references
+from .exact import ExactPredictor, MixtureBayes, PoolBayes, Ridge, UnknownNoiseBayes
 
 
 class TaskDraw(NamedTuple):
@@ -181,7 +181,7 @@ class StandardGaussian(Prior):
 
     dim: int
 
-    def sample_tasks(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_tasks(self, n: int, generator: torch.Generator) -> TaskDraw:
         device = generator.device
         w = torch.randn((n, self.dim), generator=generator, device=device)
         return TaskDraw(w, torch.full((n,), -1, dtype=torch.long, device=device))
@@ -375,22 +375,3 @@ def build(prior: PriorConfig, dim: int) -> Prior:
 @functools.lru_cache(maxsize=8)
 def _build(prior: PriorConfig, dim: int) -> Prior:
     return KINDS[prior.kind](dim, **prior.parameters)
-
-
-def of_run(run, pool: torch.Tensor | None = None) -> Prior:
-    """The task distribution a run (:class:`lrpfn.config.RunConfig`) trains on: its pool
-    (M, D) for a finite pool size, the true prior for M = inf."""
-    if math.isinf(run.pool_size):
-        if pool is not None:
-            raise ValueError(f"a run on the true prior (M = inf) takes no pool, got one of shape {tuple(pool.shape)}")
-        return build(run.prior, run.dim)
-    if pool is None or tuple(pool.shape) != (int(run.pool_size), run.dim):
-        shape = None if pool is None else tuple(pool.shape)
-        raise ValueError(f"pool has shape {shape}, run expects ({int(run.pool_size)}, {run.dim})")
-    return Pool(pool)
-
-
-def run_references(prior: PriorConfig, dim: int, noise_var: float, pool: torch.Tensor | None):
-    """The exact predictors of a run by role (:func:`lrpfn.exact.references`): its true
-    prior's, that prior's moment-matched Gaussian's and, for a finite pool (M, D), the pool's."""
-    return references(build(prior, dim), None if pool is None else Pool(pool), noise_var)

@@ -23,8 +23,12 @@ from .priors import Pool, Prior
 
 
 def master_tasks(max_size: int, seed: int, prior: Prior) -> Pool:
-    """The seeded master draw as a pool: w (max_size, D) float32 and, where tasks draw their own,
-    their noise variances (max_size,) float64; nested in max_size as :func:`master_pool`."""
+    """The seeded master draw from ``prior`` as a pool: w (max_size, D) float32 and, where tasks
+    draw their own, their noise variances (max_size,) float64.
+
+    numpy's generator fills rows in order, so the first m rows of a draw of m tasks equal those
+    of a draw of any n >= m with the same seed: pools are nested whatever M_max is.
+    """
     if max_size < 1:
         raise ValueError(f"master_tasks needs max_size >= 1, got {max_size}")
     w, noise_var = prior.draw_pool(np.random.default_rng(seed), max_size)
@@ -32,14 +36,8 @@ def master_tasks(max_size: int, seed: int, prior: Prior) -> Pool:
 
 
 def master_pool(max_size: int, seed: int, prior: Prior) -> torch.Tensor:
-    """The seeded master draw of task vectors from ``prior``, (max_size, D) float32.
-
-    numpy's generator fills rows in order, so ``master_pool(m, s, p)`` equals
-    ``master_pool(n, s, p)[:m]`` for every n >= m: pools are nested whatever M_max is.
-    """
-    if max_size < 1:
-        raise ValueError(f"master_pool needs max_size >= 1, got {max_size}")
-    return prior.draw_rows(np.random.default_rng(seed), max_size).float()
+    """The task vectors of :func:`master_tasks`, (max_size, D) float32."""
+    return master_tasks(max_size, seed, prior).tasks
 
 
 def pool_slice(master: torch.Tensor, pool_size: float) -> torch.Tensor | None:
@@ -206,13 +204,14 @@ def frame_to_pool(frame: pd.DataFrame, dim: int, size: int | None = None, source
 
 
 def read_pool(path, dim: int, size: int | None = None) -> torch.Tensor:
-    """Load a pool table written by :func:`pool_to_frame`, checking dimension and size."""
-    return frame_to_pool(read_parquet(path), dim, size=size, source=str(path))
+    """The task vectors of a pool table (:func:`read_pool_tasks`), (M, D)."""
+    return read_pool_tasks(path, dim, size=size).tasks
 
 
 def read_pool_tasks(path, dim: int, size: int | None = None) -> Pool:
-    """A pool table as the prior of its tasks (:class:`lrpfn.priors.Pool`): w and, where the
-    table has them, each task's noise variance."""
+    """A pool table written by :func:`pool_to_frame` as the prior of its tasks
+    (:class:`lrpfn.priors.Pool`), checking dimension and size: w and, where the table has them,
+    each task's noise variance."""
     frame = read_parquet(path)
     tasks = frame_to_pool(frame, dim, size=size, source=str(path))
     noise_var = None
@@ -233,12 +232,10 @@ def read_run_tasks(paths, pool_size: str, dim: int) -> Pool | None:
 
 
 def read_run_pool(paths, pool_size: str, dim: int) -> torch.Tensor | None:
-    """A run's pool from its rule's input (a path, or an empty list at M = inf): (M, D), or
-    None for a run on the true prior."""
-    if pool_size == "inf":
-        return None
-    path = paths[0] if isinstance(paths, list | tuple) else paths
-    return read_pool(path, dim, size=int(pool_size))
+    """The task vectors of a run's pool (:func:`read_run_tasks`), (M, D), or None for a run on
+    the true prior."""
+    pool = read_run_tasks(paths, pool_size, dim)
+    return None if pool is None else pool.tasks
 
 
 def read_run_eval_sets(eval_true, eval_pool, pool_size: str) -> dict[str, Batch]:

@@ -97,14 +97,14 @@ class Stepper:
         return nll.mean().detach()
 
 
-def training_batch(run: RunConfig, step: int, tasks: priors.Prior, generator: torch.Generator):
+def training_batch(run: RunConfig, step: int, tasks: priors.Prior, generator: torch.Generator, features=None):
     """The batch of optimiser step ``step`` (1-based), drawn on the CPU from the run's task
-    distribution (:func:`lrpfn.families.of_pool`): its sequences and length from the run's length mix
-    (:meth:`lrpfn.config.TrainConfig.batch_shape`), its input dimensions from the curriculum."""
+    distribution (:func:`lrpfn.families.of_pool`) on its features (:attr:`lrpfn.families.Family.phi`):
+    its sequences and length from the run's length mix (:meth:`lrpfn.config.TrainConfig.batch_shape`),
+    its input dimensions from the curriculum."""
     active = run.train.active_dims(step, run.dim)
     sequences, length = run.train.batch_shape(step, run.context_length)
-    phi = families.of_run(run).phi
-    return sample_batch(sequences, length, run.noise_var, tasks, generator, active, phi)
+    return sample_batch(sequences, length, run.noise_var, tasks, generator, active, features)
 
 
 def build(run: RunConfig) -> tuple[PFN, BarDistribution]:
@@ -138,6 +138,7 @@ def train(
     cfg = run.train
     device = resolve_device(execution.device)
     tasks = families.of_pool(run, priors.Pool(pool) if isinstance(pool, torch.Tensor) else pool)
+    features = families.of_run(run).phi
 
     model, bar = build(run)
     model.to(device)
@@ -210,7 +211,7 @@ def train(
     )
     for step in bar_iter:
         lr = learning_rate(step, cfg)
-        batch = training_batch(run, step, tasks, generator).to(device)
+        batch = training_batch(run, step, tasks, generator, features).to(device)
         pending.append(stepper(batch, lr))
         history["step"].append(step)
         history["lr"].append(lr)

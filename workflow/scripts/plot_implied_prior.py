@@ -13,7 +13,8 @@ with log_to(snakemake.log[0]):
     family = families.from_params(p)
     pool = read_run_tasks(inp.pool, M, family.n_params)
     # A family on features also shows the resampled functions on a grid of inputs.
-    functions = None if family.functions is None else (family.FUNCTION_GRID, family.functions)
+    functions = family.functions
+    functions = None if functions is None else (family.FUNCTION_GRID, functions)
     fig = implied_prior_figure(
         samples,
         read_parquet(inp.reference),

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from snakemake.utils import update_config, validate
 
+from lrpfn import layout
 from lrpfn.config import (
     SCHEMA,
     ConfigError,
@@ -24,6 +25,7 @@ from lrpfn.config import (
     prepare,
     resampled_steps,
     run_config,
+    runs,
     task_prior,
 )
 
@@ -81,6 +83,25 @@ def test_overrides_change_only_their_pool_size(default):
     config = filled(default)
     assert run_config(config, "16", 0).train.lr == 0.001
     assert run_config(config, "64", 0).train.lr == default["train"]["lr"]
+
+
+def test_extra_seeds_train_only_at_their_pool_size(default):
+    default["extra_seeds"] = {"inf": [1, 2]}
+    config = filled(default)
+    assert runs(config) == [(m, 0) for m in ("1", "4", "16", "64", "256", "1024")] + [("inf", s) for s in (0, 1, 2)]
+    files = layout.outputs(config)
+    assert "runs/Minf_seed2/step_0014000.pt" in files and "runs/M16_seed1/step_0014000.pt" not in files
+    assert run_config(config, "inf", 2).seed == 2
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [({"32": [1]}, "extra_seeds.32: pool size 32 is not in pool_sizes"), ({"inf": [0, 1]}, r"seeds \[0\] are already")],
+)
+def test_extra_seeds_name_a_pool_size_and_new_seeds(default, extra, message):
+    default["extra_seeds"] = extra
+    with pytest.raises(ConfigError, match=message):
+        filled(default)
 
 
 def test_resampled_steps_are_the_last_checkpoints(default):

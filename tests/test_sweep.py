@@ -510,6 +510,19 @@ def test_sweep_tables_thresholds_for_all_seeds_and_each_seed():
     assert set(tables["thresholds"].baseline) == {"bayes"}
 
 
+def test_a_seed_trained_at_some_pool_sizes_only_gets_no_threshold_of_its_own():
+    # Seed 1 also at the largest pool size only (extra_seeds): no sweep of its own, so the
+    # per-seed groups are those of the seeds at every size, and 'all' still averages it in.
+    sequences = sweep_sequences()
+    extra = sequences[(sequences.seed == 1) & (sequences.pool_size == f"{SIZES[3]:g}")].assign(seed=2)
+    tables = sweep_tables(pd.concat([sequences, extra], ignore_index=True))
+    assert set(tables["thresholds"].seeds) == {"all", "0", "1"}
+    stars, before = crossing_stars(tables), crossing_stars(sweep_tables(sequences))
+    assert (stars["0"], stars["1"]) == (before["0"], before["1"])
+    closeness_all = tables["closeness"].query("seeds == 'all'").set_index(["pool_size", "step"])
+    assert closeness_all.loc[(f"{SIZES[3]:g}", 1000), "n_seeds"] == 3
+
+
 def test_sweep_tables_with_short_runs_uses_them_instead_of_the_previous_checkpoint():
     # Short runs of 500 steps with delta_bayes BASE * SHORT[seed]; each seed's final over its short run:
     # seed 0 (2, 1/8, 1/8, 1/8), seed 1 (2, 2, 2, 1/8), per-sequence means (2, 1/2, 1/2, 1/8).

@@ -345,6 +345,16 @@ def test_a_new_pool_size_plans_only_its_own_chain_and_the_aggregates(pipeline, t
     assert {w.get("M") or w["tasks"] for w in planned_wildcards(result, *own_chain)} == {"16", "M16"}
 
 
+def test_extra_seeds_plan_only_their_own_runs_and_what_reads_them(pipeline, tmp_path):
+    config = copy.deepcopy(TEST_CONFIG)
+    config["extra_seeds"] = {"inf": [1]}
+    result = snakemake(pipeline, "-n", config=write_config(tmp_path / "seeds.yaml", config))
+    jobs = planned_jobs(result)
+    per_run = {"train", "evaluate", "evaluate_long", "resample", "resample_stats", "predictive", "premise"}
+    assert per_run <= set(jobs) and not {"pool", "eval_set", "resample_reference", "train_short"} & set(jobs), jobs
+    assert {(w["M"], w["seed"]) for w in planned_wildcards(result, *per_run)} == {("inf", "1")}
+
+
 def test_the_task_diversity_figure_waits_for_no_resampling(tmp_path_factory):
     workdir = new_workdir(tmp_path_factory, "figure-only")
     jobs = planned_jobs(snakemake(workdir, "-n", f"{RESULTS}/figures/task_diversity.png"))

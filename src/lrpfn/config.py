@@ -433,6 +433,18 @@ def pool_sizes(config: dict) -> list[str]:
     return [format_pool_size(m) for m in sorted(parse_pool_size(m) for m in config["pool_sizes"])]
 
 
+def run_seeds(config: dict, pool_size: str) -> list[int]:
+    """The seeds trained at ``pool_size``: ``seeds``, then the size's ``extra_seeds``. The first
+    of ``seeds`` is trained at every size: the figures of one run show it."""
+    extra = {format_pool_size(k): v for k, v in config.get("extra_seeds", {}).items()}
+    return [int(s) for s in config["seeds"]] + [int(s) for s in extra.get(format_pool_size(pool_size), [])]
+
+
+def runs(config: dict) -> list[tuple[str, int]]:
+    """Every run of the experiment, (pool size, seed), pool sizes ascending."""
+    return [(m, seed) for m in pool_sizes(config) for seed in run_seeds(config, m)]
+
+
 # --- the task prior --------------------------------------------------------------------
 
 MAX_SPIKE_SLAB_DIM = 10  # spike-and-slab is a mixture of 2^dim components
@@ -657,6 +669,10 @@ def check_experiment(config: dict) -> None:
     sizes = [format_pool_size(m) for m in config["pool_sizes"]]
     for key in config.get("overrides", {}):
         _check_pool_size(f"overrides.{key}", key, sizes)
+    for key, extra in config.get("extra_seeds", {}).items():
+        _check_pool_size(f"extra_seeds.{key}", key, sizes)
+        if repeated := sorted(set(extra) & set(config["seeds"])):
+            raise ConfigError(f"extra_seeds.{key}: seeds {repeated} are already in seeds {config['seeds']}")
     train = config["train"]
     if train["checkpoints"] > train["steps"]:
         raise ConfigError(
@@ -746,9 +762,8 @@ def check_experiment(config: dict) -> None:
         execution_config(config)
     except ValueError as err:
         raise ConfigError(f"train: {err}") from err
-    for pool_size in sizes:
-        for seed in config["seeds"]:
-            try:
-                run_config(config, pool_size, seed)
-            except ValueError as err:
-                raise ConfigError(f"pool size {pool_size}, seed {seed}: {err}") from err
+    for pool_size, seed in runs(config):
+        try:
+            run_config(config, pool_size, seed)
+        except ValueError as err:
+            raise ConfigError(f"pool size {pool_size}, seed {seed}: {err}") from err

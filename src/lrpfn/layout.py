@@ -17,6 +17,7 @@ from .config import (
     coverage_pool_sizes,
     pool_sizes,
     resampled_steps,
+    run_seeds,
     shared_checkpoint_steps,
     short_run_config,
 )
@@ -108,17 +109,17 @@ def targets(config: dict) -> list[str]:
 def outputs(config: dict) -> list[str]:
     """Every file the default target makes, relative to the results folder (a completed
     config: :func:`lrpfn.config.prepare`)."""
-    sizes, seeds = pool_sizes(config), [int(s) for s in config["seeds"]]
+    sizes = pool_sizes(config)
     steps, last = shared_checkpoint_steps(config), shared_checkpoint_steps(config)[-1]
     finite = [m for m in sizes if m != "inf"]
     files = [fill(POOL, M=m) for m in finite]
     sets = ["true", *(f"M{m}" for m in finite)]
     files += [fill(t, tasks=s) for s in sets for t in (EVAL_SET, EVAL_LONG)]
-    short = short_run_config(config, sizes[0], seeds[0])
+    short = short_run_config(config, sizes[0], run_seeds(config, sizes[0])[0])
     short_steps = checkpoint_steps(short.train) if short else []
     for m in sizes:
         files.append(fill(REFERENCE, M=m))
-        for seed in seeds:
+        for seed in run_seeds(config, m):
             run, ids = fill(RUN, M=m, seed=seed), {"M": m, "seed": seed}
             files += [fill(TRAIN_LOG, run=run), *(checkpoint(run, s) for s in steps)]
             files += [fill(t, **ids, step=step_name(s)) for s in steps for t in (EVAL, EVAL_SEQUENCES)]

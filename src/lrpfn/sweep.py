@@ -343,10 +343,11 @@ def thresholds(verdicts: pd.DataFrame, effects: pd.DataFrame, compared: Budgets)
 
 def sweep_tables(sequences: pd.DataFrame, short: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """``closeness``, ``budget_effect`` and ``thresholds`` of a sweep, from its per-sequence
-    tables; thresholds for all seeds together (``seeds`` 'all') and, with several seeds, for
-    each seed alone, so their spread shows."""
+    tables; thresholds for all seeds together (``seeds`` 'all') and, with several seeds trained
+    at every pool size, for each of them alone, so their spread shows."""
     groups = {"all": (sequences, short)}
-    seeds = sorted(sequences.seed.unique())
+    per_size = sequences.groupby("pool_size").seed.unique()
+    seeds = sorted(set.intersection(*(set(s) for s in per_size)))
     if len(seeds) > 1:
         for seed in seeds:
             groups[str(seed)] = (

@@ -19,6 +19,7 @@ from lrpfn.config import (
     pool_sizes,
     resampled_steps,
     run_config,
+    runs as experiment_runs,
     shared_checkpoint_steps,
     short_run_config,
     task_family,
@@ -31,6 +32,7 @@ prepare(config)
 
 RESULTS = config["results"]
 POOL_SIZES = pool_sizes(config)
+# The first seed is trained at every pool size: the figures of one run show it.
 SEEDS = [int(s) for s in config["seeds"]]
 CHECKPOINT_STEPS = shared_checkpoint_steps(config)
 RESAMPLE_STEPS = resampled_steps(config)
@@ -128,7 +130,7 @@ def pool_eval_file(wildcards, template=layout.EVAL_SET):
 
 
 def runs():
-    return [(M, seed) for M in POOL_SIZES for seed in SEEDS]
+    return experiment_runs(config)
 
 
 def step_name(step):

@@ -14,7 +14,7 @@ from lrpfn.exact import references
 from lrpfn.implied import posterior_summary
 from lrpfn.model import PFN, ModelConfig
 from lrpfn.plots.predictive import predictive_density_figure
-from lrpfn.plots.resampling import posterior_figure
+from lrpfn.plots.resampling import implied_prior_figure, posterior_figure
 from lrpfn.plots.sweep import in_context_figure, losses_figure, task_diversity_figure
 from lrpfn.predictive import compare, prompts
 from lrpfn.priors import Pool, StandardGaussian
@@ -164,3 +164,33 @@ def test_the_predictive_density_figure_draws_the_compared_densities():
     np.testing.assert_array_equal(ax.lines[2].get_ydata(), curve.density_dmmse)
     text = ax.texts[0].get_text()
     assert f"KL(ridge) {kl.kl_ridge.iloc[1]:.3f}" in text and f"KL(dMMSE) {kl.kl_dmmse.iloc[1]:.3f}" in text
+
+
+def test_the_implied_prior_figure_adds_the_residual_variance_where_tasks_draw_their_noise():
+    rng = np.random.default_rng(0)
+
+    def paths(kind_scale: float, **keys) -> pd.DataFrame:
+        n = 401  # odd: the median of the logs is the log of the median
+        return pd.DataFrame(
+            {"step": 10, "path_length": 8, "kind": "prior", "tasks": "", "prefix": -1, "path": np.arange(n)}
+            | keys
+            | {"w_0": rng.normal(size=n), "w_1": rng.normal(size=n), "noise_var": kind_scale * rng.gamma(4.0, size=n)}
+        )
+
+    samples = paths(2.0)
+    reference = pd.concat([paths(1.0, reference=name, replica=0) for name in ("bayes", "ridge")])
+    fig = implied_prior_figure(samples, reference, None, "inf", 2, 0, StandardGaussian(2))
+    axes = np.array(fig.axes).reshape(3, 1)
+    assert "residual variance" in axes[2, 0].get_xlabel()
+    medians = sorted(line.get_xdata()[0] for line in axes[2, 0].get_lines())
+    exact = reference[reference.reference == "bayes"].noise_var
+    assert medians == pytest.approx(sorted(np.log10([samples.noise_var.median(), exact.median()])))
+    # Without the column, the w rows only.
+    assert (
+        len(
+            implied_prior_figure(
+                samples.drop(columns="noise_var"), reference, None, "inf", 2, 0, StandardGaussian(2)
+            ).axes
+        )
+        == 2
+    )

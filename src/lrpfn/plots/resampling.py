@@ -29,7 +29,9 @@ def implied_prior_figure(
     point masses (a spike) marked — and the pool's values. With ``functions`` (a grid of t (G,)
     and the map of w (B, P) to the task's function on it, (B, G): a family on features), a last
     row shows the resampled functions: some of the PFN's paths and the central 90 % band of its
-    functions at each t, beside the first exact reference's band."""
+    functions at each t, beside the first exact reference's band. Where the samples read each
+    path's residual variance (column ``noise_var``: tasks that draw their own noise), a last row
+    shows its density on a log axis, the implied prior over sigma^2, beside the same reference's."""
     style()
     samples = samples[samples.kind == "prior"]
     reference = reference[(reference.kind == "prior") & (reference.replica == 0)]
@@ -51,9 +53,10 @@ def implied_prior_figure(
         ]
     steps = sorted(samples.step.unique())
     dims = [d for d in range(n_dims) if f"w_{d}" in samples.columns]
-    rows = len(dims) + (functions is not None)
+    noise = "noise_var" in samples.columns
+    rows = len(dims) + (functions is not None) + noise
     fig, axes = plt.subplots(
-        rows, len(steps), figsize=(2.8 * len(steps), 2.2 * rows), squeeze=False, sharex=functions is None
+        rows, len(steps), figsize=(2.8 * len(steps), 2.2 * rows), squeeze=False, sharex=rows == len(dims)
     )
     for row, d in enumerate(dims):
         col_name = f"w_{d}"
@@ -81,29 +84,53 @@ def implied_prior_figure(
                         label="pool tasks",
                     )
             ax.set_ylabel(f"$w_{{{d}}}$" if col == 0 else "")
+    exact, _, _, exact_label = references[0]
+    # The rows below w's: (y label, x label, the panel drawn from a step's PFN and exact samples).
+    extra = []
     if functions is not None:
         t, to_function = functions
         cols = [c for c in samples.columns if c.startswith("w_")]
-        exact, _, _, exact_label = references[0]
+
+        def function_row(ax, model: pd.DataFrame, ref: pd.DataFrame):
+            f_model, f_ref = (to_function(frame[cols].to_numpy()) for frame in (model, ref))
+            _function_panel(ax, t, f_model, f_ref, exact_label)
+
+        extra.append(("$f(t u)$", "t (x = t u, u the unit diagonal)", function_row))
+    if noise:
+
+        def noise_row(ax, model: pd.DataFrame, ref: pd.DataFrame):
+            _noise_panel(ax, model.noise_var.to_numpy(), ref.noise_var.to_numpy(), exact_label)
+
+        extra.append(("density", "$\\log_{10}$ residual variance $\\hat\\sigma^2$ of a path", noise_row))
+    for row, (ylabel, _, panel) in enumerate(extra, start=len(dims)):
         for col, step in enumerate(steps):
             at_step = samples[samples.step == step]
-            length = at_step.path_length.iloc[0]
-            model_f = to_function(at_step[cols].to_numpy())
-            exact_f = to_function(exact.loc[exact.path_length == length, cols].to_numpy())
-            _function_panel(axes[-1, col], t, model_f, exact_f, exact_label)
-        axes[-1, 0].set_ylabel("$f(t u)$")
+            panel(axes[row, col], at_step, exact[exact.path_length == at_step.path_length.iloc[0]])
+        axes[row, 0].set_ylabel(ylabel)
     label = pool_label(pool_size)
     title = f"Implied prior of the PFN trained on M = {label} tasks (seed {seed}), by predictive resampling"
     lengths = samples.groupby("step").path_length.first().to_dict()
     fig = finish_checkpoint_grid(fig, axes, steps, "$\\hat w$", title, lengths)
-    if functions is not None:
-        for ax in axes[-1]:
-            ax.set_xlabel("t (x = t u, u the unit diagonal)")
-        for ax in axes[-2]:
+    if extra:
+        for row, (_, xlabel, _) in enumerate(extra, start=len(dims)):
+            for ax in axes[row]:
+                ax.set_xlabel(xlabel)
+            axes[row, -1].legend(fontsize=6, loc="upper right")
+        for ax in axes[len(dims) - 1]:
             ax.set_xlabel("$\\hat w$")
-        axes[-1, -1].legend(fontsize=6, loc="upper right")
         fig.tight_layout()
     return fig
+
+
+def _noise_panel(ax, model: np.ndarray, exact: np.ndarray, exact_label: str):
+    """The implied prior over sigma^2: the density of log10 of the paths' residual variances,
+    the PFN's as a histogram, the exact reference's as a line, each median marked."""
+    model, exact = np.log10(model), np.log10(exact)
+    bins = np.linspace(*np.quantile(np.concatenate([model, exact]), [0.002, 0.998]), 61)
+    ax.hist(model, bins=bins, density=True, color=COLORS["model"], alpha=0.35, label="PFN")
+    ax.hist(exact, bins=bins, density=True, histtype="step", color="black", ls="--", label=exact_label)
+    ax.axvline(np.median(model), color=COLORS["model"], lw=1.0, label="medians")
+    ax.axvline(np.median(exact), color="black", lw=1.0, ls="--")
 
 
 def _function_panel(ax, t: np.ndarray, model: np.ndarray, exact: np.ndarray, exact_label: str, lines: int = 12):

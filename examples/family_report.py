@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from lrpfn.evaluate import METRICS, metric_columns
+
 SEED_STATS = ["mean", "std"]
 
 
@@ -38,14 +40,14 @@ def evaluation(tables: Path) -> pd.DataFrame:
     out = pd.DataFrame(index=summary.index)
     for metric in ("mse", "nll"):
         bayes, ridge, model = (summary[f"{metric}_{role}"] for role in ("bayes", "ridge", "model"))
-        out[f"{metric}_ridge_over_bayes" if metric == "mse" else "nll_gap"] = (
-            ridge / bayes if metric == "mse" else ridge - bayes
-        )
         gap = (ridge - bayes).where((ridge - bayes).abs() > 1e-9 * bayes.abs())  # none: nothing to close
         out[f"{metric}_closed"] = (ridge - model) / gap
+    out["mse_ridge_over_bayes"] = summary.mse_ridge / summary.mse_bayes
+    out["nll_gap"] = summary.nll_ridge - summary.nll_bayes
     out["mse_model"], out["mse_bayes"], out["mse_ridge"] = summary.mse_model, summary.mse_bayes, summary.mse_ridge
     out["nll_model_above_bayes"] = summary.nll_model - summary.nll_bayes
-    for extra in sorted(c[4:] for c in summary.columns if c.startswith("mse_") and c[4:] not in ROLES):
+    # Any extra reference the runs were scored against (the exact GP on features).
+    for extra in [c[4:] for c in metric_columns(summary) if c not in METRICS and c.startswith("mse_")]:
         out[f"mse_{extra}"] = summary[f"mse_{extra}"]
         out[f"nll_{extra}_above_bayes"] = summary[f"nll_{extra}"] - summary.nll_bayes
     curve = final(pd.read_parquet(tables / "in_context.parquet"))
@@ -54,21 +56,17 @@ def evaluation(tables: Path) -> pd.DataFrame:
     return out
 
 
-ROLES = {"model", "ridge", "bayes", "dmmse", "floor"}
-
-
 def implied_prior(tables: Path) -> pd.DataFrame:
     stats = final(pd.read_parquet(tables / "resample_stats.parquet"), new_tasks=False)
     stats = stats[(stats.kind == "prior") & (stats.reference == "bayes")]
     stats = stats[stats.path_length == stats.path_length.max()]
     per_seed = stats.groupby("seed")
-    out = pd.DataFrame(index=per_seed.size().index)
+    first = per_seed.first()  # the statistics of w's paths repeat on every dimension's row
+    out = pd.DataFrame(index=first.index)
     if stats.get("noise_median") is not None and stats.noise_median.notna().any():
-        first = per_seed.first()
         out["noise_median_ratio"] = first.noise_median / first.ref_noise_median
         out["noise_iqr_ratio"] = first.noise_iqr / first.ref_noise_iqr
     if stats.get("function_energy") is not None and stats.function_energy.notna().any():
-        first = per_seed.first()
         out["function_energy"] = first.function_energy
         out["floor_function_energy"] = first.floor_function_energy
         out["function_energy_over_floor"] = first.function_energy / first.floor_function_energy

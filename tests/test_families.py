@@ -138,3 +138,19 @@ def test_paths_on_features_are_read_on_the_features():
     assert abs(residual.mean().item() / NOISE_VAR - 1) < 0.02
     _, on_x = paths.fit()
     assert on_x.mean().item() > 2 * NOISE_VAR  # a fit on x leaves the nonlinear signal in the residual
+
+
+def test_short_paths_on_features_are_read_as_the_posterior_mean_of_w():
+    # 16 features of a one-dimensional x and paths of 24 points: least squares is ill-conditioned
+    # (nearby frequencies give nearly collinear columns), the read-out is E[w | path] under N(0, I).
+    family = families.build(FOURIER, 1, NOISE_VAR)
+    bayes = family.references()["bayes"]
+    inputs = torch.randn(400, 24, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    paths = resample_by_task(bayes, inputs, generator=torch.Generator().manual_seed(1))
+    read = np.stack(list(family.readout.columns(paths).values()), axis=1)
+    _, means, _ = bayes.posterior(paths.x, paths.y)
+    np.testing.assert_allclose(read, means[:, 0].numpy(), rtol=1e-9, atol=1e-12)
+    # The posterior mean of w drawn from N(0, I) has variance at most 1 per coordinate (law of
+    # total variance); least squares of the same paths has many times more.
+    least_squares, _ = paths.fit(family.features)
+    assert read.var(0).max() < 1.1 and least_squares.var(0).max() > 10

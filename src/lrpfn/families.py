@@ -71,9 +71,15 @@ class Family:
 
     @property
     def readout(self) -> Readout:
-        """How resampled paths are read: least squares on phi(x), and the residual variance
-        where tasks draw their own noise (their implied prior over sigma^2)."""
-        return Readout(self.phi, not self.config.noise.is_default)
+        """How resampled paths are read: least squares on x, and the residual variance where
+        tasks draw their own noise (their implied prior over sigma^2). On features, the
+        posterior mean of w given the path under ``N(0, I)`` (ridge with the noise variance,
+        the prior every family on features has): least squares of a path not much longer than
+        F on features of a low-dimensional x is ill-conditioned, nearly collinear features
+        trading huge opposite coefficients, and its functions run far off where the path has
+        no inputs, for exact and PFN paths alike (docs/design.md §9.1)."""
+        noise = not self.config.noise.is_default
+        return Readout(self.phi, noise) if self.phi is None else Readout(self.phi, noise, self.noise_var)
 
     FUNCTION_GRID = np.linspace(-3, 3, 49)  # t: a task's function is read at x = t u (u the unit diagonal)
 

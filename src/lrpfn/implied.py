@@ -56,16 +56,18 @@ def targets(eval_sets: dict[str, Batch], n_prefixes: int, prefix_length: int) ->
 
 @dataclass(frozen=True)
 class Readout:
-    """How a resampled path is read: the least-squares fit of its y on ``features(x)`` (x itself
-    when None) as columns w_0..w_{P-1}, and, with ``noise`` (tasks that draw their own noise
-    variance), the fit's residual variance as column ``noise_var``: the implied prior over
-    sigma^2. A task family supplies its own (:attr:`lrpfn.families.Family.readout`)."""
+    """How a resampled path is read: the fit of its y on ``features(x)`` (x itself when None) as
+    columns w_0..w_{P-1} — least squares, or ridge with ``penalty`` (:meth:`Resampled.fit`) —
+    and, with ``noise`` (tasks that draw their own noise variance), the fit's residual variance
+    as column ``noise_var``: the implied prior over sigma^2. A task family supplies its own
+    (:attr:`lrpfn.families.Family.readout`)."""
 
     features: object = None
     noise: bool = False
+    penalty: float = 0.0
 
     def columns(self, result: Resampled) -> dict[str, np.ndarray]:
-        w_hat, residual_var = result.fit(self.features)
+        w_hat, residual_var = result.fit(self.features, self.penalty)
         w = w_hat.cpu().numpy()
         columns = {name: w[:, d] for d, name in enumerate(w_columns(w.shape[1]))}
         return columns | ({"noise_var": residual_var.cpu().numpy()} if self.noise else {})

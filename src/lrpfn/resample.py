@@ -43,12 +43,17 @@ class Resampled:
     x: torch.Tensor  # (B, n + N, D): observed prefix then imputed inputs
     y: torch.Tensor  # (B, n + N)
 
-    def fit(self, features=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Least squares of each path's y on ``features(x)`` (x itself without): ``w_hat`` (B, P)
-        and the residual variance ``|y - phi(X) w_hat|^2 / (N - P)`` (B,), float64 (NaN when
-        the path has no more points than parameters)."""
+    def fit(self, features=None, penalty: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fit of each path's y on ``features(x)`` (x itself without): ``w_hat`` (B, P) and
+        the residual variance ``|y - phi(X) w_hat|^2 / (N - P)`` (B,), float64 (NaN when the
+        path has no more points than parameters). Least squares, or with ``penalty`` > 0 ridge
+        ``(phi^T phi + penalty I)^-1 phi^T y``: the posterior mean of w under ``N(0, I)`` with
+        noise variance ``penalty``, which stays finite where features are nearly collinear."""
         inputs = self.x.double() if features is None else features(self.x.double())
-        w_hat = self.w_hat if features is None else least_squares(inputs, self.y)
+        if penalty > 0:
+            w_hat = ridge(inputs, self.y, penalty)
+        else:
+            w_hat = self.w_hat if features is None else least_squares(inputs, self.y)
         residual = self.y.double() - (inputs @ w_hat.unsqueeze(-1)).squeeze(-1)
         free = inputs.shape[1] - inputs.shape[2]
         return w_hat, residual.square().sum(-1) / free if free > 0 else torch.full_like(residual[:, 0], torch.nan)
@@ -58,6 +63,13 @@ def least_squares(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Minimum-norm least squares ``w_hat = pinv(X) y`` per path, float64, (B, D)."""
     x, y = x.double(), y.double()
     return (torch.linalg.pinv(x) @ y.unsqueeze(-1)).squeeze(-1)
+
+
+def ridge(x: torch.Tensor, y: torch.Tensor, penalty: float) -> torch.Tensor:
+    """``w_hat = (X^T X + penalty I)^-1 X^T y`` per path, float64, (B, D)."""
+    x, y = x.double(), y.double()
+    gram = x.transpose(-1, -2) @ x + penalty * torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    return torch.linalg.solve(gram, x.transpose(-1, -2) @ y.unsqueeze(-1)).squeeze(-1)
 
 
 def _stacked(prefix_x, prefix_y, dim: int, device, dtype):

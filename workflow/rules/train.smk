@@ -3,6 +3,8 @@ rule train:
 
     params hold the run's science only; device, threads, save_every and compile are read
     from the config by the script (execution settings: changing them reruns nothing).
+    Trainings go first: the read-outs of finished runs are many short jobs that fill the cores
+    at the end, where a training left last would run alone beside idle cores.
     """
     input:
         pool=pool_file,
@@ -13,6 +15,7 @@ rule train:
         f"{RESULTS}/logs/train/M{{M}}_seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/M{{M}}_seed{{seed}}.tsv"
+    priority: 10
     conda:
         "../../envs/lrpfn.yaml"
     threads: EXECUTION.threads

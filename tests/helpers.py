@@ -76,7 +76,12 @@ def write_config(path: Path, config: dict) -> Path:
 
 
 def new_workdir(tmp_path_factory, name: str, config: dict = TEST_CONFIG) -> Path:
-    workdir = tmp_path_factory.mktemp(name)
+    return fill_workdir(tmp_path_factory.mktemp(name), config)
+
+
+def fill_workdir(workdir: Path, config: dict = TEST_CONFIG) -> Path:
+    """config.yaml and ``config`` as test.yaml in the folder ``workdir`` (made if missing)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
     (workdir / "test.yaml").write_text(yaml.safe_dump(config))
     return workdir

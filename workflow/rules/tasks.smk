@@ -1,11 +1,14 @@
 rule pool:
-    """Pool M: the first M rows of the seeded master task draw."""
+    """Pool M: the first M rows of the seeded master task draw. As urgent as the training
+    that waits for it (a rule's priority does not pass to the jobs it depends on).
+    """
     output:
         path(layout.POOL),
     log:
         f"{RESULTS}/logs/tasks/pool_M{{M}}.log",
     wildcard_constraints:
         M=r"\d+",
+    priority: 10
     localrule: True
     conda:
         "../../envs/lrpfn.yaml"

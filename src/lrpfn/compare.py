@@ -3,7 +3,7 @@
 * :func:`against_samples` — another sample set (an exact reference resampler): mean, std,
   std ratio, two-sample KS statistic and p-value, energy distance;
 * :func:`nearest_atom_distance` — how far each ``w_hat`` lies from its nearest pool task;
-* :func:`energy_distance` — the energy distance of two sample sets in any dimension (functions
+* :func:`energy_distance`, :class:`EnergyReference` — the energy distance of two sample sets in any dimension (functions
   on a grid of inputs, for a family on features).
 
 Samples are compared with samples of the identical procedure, never with the exact
@@ -43,16 +43,37 @@ def against_samples(samples: np.ndarray, reference: np.ndarray) -> pd.DataFrame:
 def energy_distance(samples: np.ndarray, reference: np.ndarray) -> float:
     """The energy distance of samples (B, G) and reference (B', G) in the RMS norm over the G
     coordinates, ``sqrt(2 E|X - Y| - E|X - X'| - E|Y - Y'|)`` over the empirical distributions (in
-    one dimension :func:`scipy.stats.energy_distance`'s)."""
-    import torch  # the pairwise distances of a few thousand samples: one cdist each
+    one dimension :func:`scipy.stats.energy_distance`'s). Against one reference many times,
+    :class:`EnergyReference` computes its own term once."""
+    return EnergyReference(reference).distance(samples)
 
-    a, b = (torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)) for v in (samples, reference))
-    scale = a.shape[1] ** 0.5
 
-    def mean_distance(u, v) -> float:
-        return torch.cdist(u, v).mean().item() / scale
+class EnergyReference:
+    """A reference sample (B', G) for :func:`energy_distance`, its ``E|Y - Y'|`` computed once."""
 
-    return max(0.0, 2 * mean_distance(a, b) - mean_distance(a, a) - mean_distance(b, b)) ** 0.5
+    def __init__(self, reference: np.ndarray):
+        self.points = _tensor(reference)
+        self.spread = _mean_distance(self.points, self.points)
+
+    def distance(self, samples: np.ndarray) -> float:
+        a = _tensor(samples)
+        energy = 2 * _mean_distance(a, self.points) - _mean_distance(a, a) - self.spread
+        return max(0.0, energy / self.points.shape[1] ** 0.5) ** 0.5
+
+
+def _tensor(values: np.ndarray):
+    import torch  # the pairwise distances of a few thousand samples: cdist in blocks
+
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
+
+
+def _mean_distance(u, v, rows: int = 512) -> float:
+    """The mean Euclidean distance over all pairs of rows of u and v, ``rows`` rows of u at a time
+    (a few thousand squared distances at once are bound by memory, not arithmetic)."""
+    import torch
+
+    total = sum(torch.cdist(u[i : i + rows], v).sum().item() for i in range(0, u.shape[0], rows))
+    return total / (u.shape[0] * v.shape[0])
 
 
 def nearest_atom_distance(samples: np.ndarray, atoms: np.ndarray, chunk: int = 4096) -> np.ndarray:

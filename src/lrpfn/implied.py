@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from .buckets import BarDistribution
-from .compare import against_samples, energy_distance, nearest_atom_distance
+from .compare import EnergyReference, against_samples, nearest_atom_distance
 from .exact import ExactPredictor
 from .model import PFN
 from .resample import Resampled, draw_inputs, resample_by_task, resample_model
@@ -205,9 +205,8 @@ def statistics(
             true_w = np.full(dim, np.nan) if target.w is None else target.w.double().numpy()
             noise = "noise_var" in ref.columns and "noise_var" in at_length.columns
             if functions is not None:
-                exact_f = functions(exact)
-                replica_f = [functions(g[cols].to_numpy()) for r, g in ref.groupby("replica") if r != 0]
-                floor_f = [energy_distance(f, exact_f) for f in replica_f]
+                exact_f = EnergyReference(functions(exact))
+                floor_f = [exact_f.distance(functions(g[cols].to_numpy())) for r, g in ref.groupby("replica") if r != 0]
             ref_noise = _median_iqr(ref.loc[ref.replica == 0, "noise_var"]) if noise else None
             for step, group in at_length.groupby("step"):
                 w = group[cols].to_numpy()
@@ -222,7 +221,7 @@ def statistics(
                     table["mass_near_zero"] = (np.abs(w) < near_zero[path_length]).mean(0)
                     table["ref_mass_near_zero"] = (np.abs(exact) < near_zero[path_length]).mean(0)
                 if functions is not None:
-                    table["function_energy"] = energy_distance(functions(w), exact_f)
+                    table["function_energy"] = exact_f.distance(functions(w))
                     table["floor_function_energy"] = np.mean(floor_f)
                     table["floor_function_energy_sd"] = np.std(floor_f, ddof=1) if len(floor_f) > 1 else np.nan
                 if noise:

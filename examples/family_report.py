@@ -12,7 +12,9 @@ At the final checkpoint, on new tasks, averaged over the context's positions:
   position of the in-context curve;
 * from the final resampled paths (implied prior, exact resampler as reference): the median and
   interquartile range of the residual variance over the exact resampler's, where tasks draw
-  their noise; the resampled functions' energy distance over its replica floor, on features.
+  their noise; on features, the resampled functions' energy distance over its replica floor, for
+  the implied prior and the posteriors from observed prefixes, and the PFN's distance to the
+  baseline's exact resampler (how far a wrong reference lands).
 """
 
 from __future__ import annotations
@@ -58,18 +60,24 @@ def evaluation(tables: Path) -> pd.DataFrame:
 
 def implied_prior(tables: Path) -> pd.DataFrame:
     stats = final(pd.read_parquet(tables / "resample_stats.parquet"), new_tasks=False)
-    stats = stats[(stats.kind == "prior") & (stats.reference == "bayes")]
     stats = stats[stats.path_length == stats.path_length.max()]
-    per_seed = stats.groupby("seed")
-    first = per_seed.first()  # the statistics of w's paths repeat on every dimension's row
+    prior = stats[(stats.kind == "prior") & (stats.reference == "bayes")]
+    first = prior.groupby("seed").first()  # the statistics of w's paths repeat on every dimension's row
     out = pd.DataFrame(index=first.index)
-    if stats.get("noise_median") is not None and stats.noise_median.notna().any():
+    if prior.get("noise_median") is not None and prior.noise_median.notna().any():
         out["noise_median_ratio"] = first.noise_median / first.ref_noise_median
         out["noise_iqr_ratio"] = first.noise_iqr / first.ref_noise_iqr
-    if stats.get("function_energy") is not None and stats.function_energy.notna().any():
-        out["function_energy"] = first.function_energy
-        out["floor_function_energy"] = first.floor_function_energy
-        out["function_energy_over_floor"] = first.function_energy / first.floor_function_energy
+    if prior.get("function_energy") is not None and prior.function_energy.notna().any():
+        # The implied prior, then the posteriors from the observed prefixes (mean over prefixes),
+        # then the PFN's distance to the baseline's exact resampler: the read-out tells them apart.
+        for name, kind, reference in (("", "prior", "bayes"), ("posterior_", "posterior", "bayes")):
+            rows = stats[(stats.kind == kind) & (stats.reference == reference)]
+            per_seed = rows.groupby(["seed", "prefix"]).first().groupby("seed")
+            energy, floor = per_seed.function_energy.mean(), per_seed.floor_function_energy.mean()
+            out[f"{name}function_energy"], out[f"{name}floor_function_energy"] = energy, floor
+            out[f"{name}function_energy_over_floor"] = energy / floor
+        baseline = stats[(stats.kind == "prior") & (stats.reference == "ridge")].groupby("seed").first()
+        out["function_energy_to_ridge_resampler"] = baseline.function_energy
     out["path_length"] = stats.path_length.max()
     return out
 

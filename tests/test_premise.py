@@ -11,7 +11,7 @@ from scipy import integrate, stats
 from lrpfn.bayes import NormalMixture, ridge_posterior
 from lrpfn.buckets import build_head
 from lrpfn.controls import ForgettingRidge, InflatedRidge, TemperedRidge
-from lrpfn.exact import Ridge
+from lrpfn.exact import PoolBayes, Ridge
 from lrpfn.model import PFN, ModelConfig
 from lrpfn.premise import (
     ExactSequences,
@@ -100,6 +100,39 @@ def test_head_kl_to_an_average_is_exact_on_pieces_split_at_every_kink(kind):
     exact = sum(integrate.quad(integrand, a, b, epsabs=1e-14, epsrel=1e-12)[0] for a, b in itertools.pairwise(edges))
     # Measured 2.6e-13 (bar) and 7e-14; with today's kinks alone the location-scale KL was off by 0.03.
     assert kl == pytest.approx(exact, abs=1e-12)
+
+
+@pytest.mark.parametrize("noise_var", [NOISE, "per task"])
+def test_a_pools_average_predictive_is_every_continuations_components_summed(noise_var):
+    # A pool's continuations share their components (one per task), so their average is one
+    # mixture with averaged weights; it must equal the sum over all S x C components, also far
+    # out where today's predictive still has mass and a truncated mixture would not.
+    g = torch.Generator().manual_seed(5)
+    tasks = torch.randn(256, DIM, generator=g, dtype=torch.float64)
+    if noise_var == "per task":
+        noise_var = NOISE * (0.5 + torch.rand(256, generator=g, dtype=torch.float64))
+    s, x, y, q, g = 16, *prompts(6, batch=3, queries=2)
+    sequences = ExactSequences(PoolBayes(tasks, noise_var), 3 * s)
+    sequences.observe(x.repeat_interleave(s, 0), y.repeat_interleave(s, 0))
+    many = q.repeat_interleave(s, 0)
+    today = sequences.predict(many).rows(slice(None, None, s))
+    for _ in range(12):  # long enough that each continuation settles on a few tasks
+        step_x = torch.randn(3 * s, 1, DIM, generator=g, dtype=torch.float64)
+        sequences.observe(step_x, sequences.predict(step_x).sample(g))
+    later = sequences.predict(many)
+    points, weights = nodes(today)
+    m = later.mixture
+    shape = (3, s, 2, 1, -1)
+    log_q = m.log_weights.reshape(shape) + torch.distributions.Normal(
+        m.means.reshape(shape), m.variances.reshape(shape).sqrt()
+    ).log_prob(points.unsqueeze(1).unsqueeze(-1))
+    brute = torch.logsumexp(log_q, (1, -1)) - math.log(s)
+    averaged = later.log_mean_density(s, points)
+    # Measured 4e-15 at the points where today's density exceeds e^-30.
+    held = today.log_density(points) > -30
+    torch.testing.assert_close(averaged[held], brute[held], rtol=0, atol=1e-12)
+    kl, exact = (kl_on_nodes(today.log_density(points), v, weights) for v in (averaged, brute))
+    torch.testing.assert_close(kl, exact, rtol=0, atol=1e-14)
 
 
 def test_exact_ridge_is_a_martingale_and_the_tempered_posterior_is_not():

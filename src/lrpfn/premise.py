@@ -179,22 +179,24 @@ class MixturePredictions(Predictions):
         return self.mixture.variance
 
     def log_density(self, y: torch.Tensor) -> torch.Tensor:
-        m = _significant(self.mixture)
-        rows = y.shape[0]
-        chunk = max(1, _ELEMENTS // max(1, y[0].numel() * m.means.shape[-1]))
-        # log w_c N(y; mu_c, v_c) = offset_c + curvature_c (y - mu_c)^2, constants per component
-        offset = (m.log_weights - 0.5 * (LOG_2PI + m.variances.log())).unsqueeze(-2)
-        curvature, means = (-0.5 / m.variances).unsqueeze(-2), m.means.unsqueeze(-2)
-        parts = []
-        for i in range(0, rows, chunk):
-            rows_i = slice(i, i + chunk)
-            square = (y[rows_i].double().unsqueeze(-1) - means[rows_i]).square_()
-            parts.append(torch.logsumexp(square.mul_(curvature[rows_i]).add_(offset[rows_i]), -1))
-        return torch.cat(parts)
+        return _mixture_log_density(_significant(self.mixture), y)
 
     def rows(self, index: slice | torch.Tensor) -> MixturePredictions:
         m = self.mixture
         return MixturePredictions(NormalMixture(m.log_weights[index], m.means[index], m.variances[index]))
+
+    def log_mean_density(self, groups: int, y: torch.Tensor) -> torch.Tensor:
+        """As :meth:`Predictions.log_mean_density`; where every run of ``groups`` mixtures has the
+        same components (a pool's predictive at one query: one component per pool task, only
+        the weights move with the data), their average is one mixture with the averaged
+        weights, evaluated once instead of ``groups`` times."""
+        m = self.mixture
+        shape = (m.means.shape[0] // groups, groups, *m.means.shape[1:])
+        means, variances = m.means.reshape(shape), m.variances.reshape(shape)
+        if groups == 1 or not (_constant_in_groups(means) and _constant_in_groups(variances)):
+            return super().log_mean_density(groups, y)
+        log_weights = torch.logsumexp(m.log_weights.reshape(shape), 1) - math.log(groups)
+        return _mixture_log_density(NormalMixture(log_weights, means[:, 0], variances[:, 0]), y)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         m = self.mixture
@@ -227,6 +229,27 @@ class StudentTPredictions(Predictions):
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.t.sample(generator)
+
+
+def _mixture_log_density(m: NormalMixture, y: torch.Tensor) -> torch.Tensor:
+    """log of every mixture of ``m`` (B, Q, C) at its points y (B, Q, G), over all its
+    components, in chunks of rows as memory allows: (B, Q, G) float64."""
+    rows = y.shape[0]
+    chunk = max(1, _ELEMENTS // max(1, y[0].numel() * m.means.shape[-1]))
+    # log w_c N(y; mu_c, v_c) = offset_c + curvature_c (y - mu_c)^2, constants per component
+    offset = (m.log_weights - 0.5 * (LOG_2PI + m.variances.log())).unsqueeze(-2)
+    curvature, means = (-0.5 / m.variances).unsqueeze(-2), m.means.unsqueeze(-2)
+    parts = []
+    for i in range(0, rows, chunk):
+        rows_i = slice(i, i + chunk)
+        square = (y[rows_i].double().unsqueeze(-1) - means[rows_i]).square_()
+        parts.append(torch.logsumexp(square.mul_(curvature[rows_i]).add_(offset[rows_i]), -1))
+    return torch.cat(parts)
+
+
+def _constant_in_groups(values: torch.Tensor) -> bool:
+    """Whether ``values`` (runs, groups, ...) are equal, element by element, across each run's groups."""
+    return torch.equal(values, values[:, :1].expand_as(values))
 
 
 _NEGLIGIBLE = 1e-12  # the mixture mass a density evaluation may leave out

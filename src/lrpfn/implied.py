@@ -66,8 +66,12 @@ class Readout:
     noise: bool = False
     penalty: float = 0.0
 
+    def fit(self, result: Resampled) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each path's coefficients (B, P) and residual variance (B,), float64."""
+        return result.fit(self.features, self.penalty)
+
     def columns(self, result: Resampled) -> dict[str, np.ndarray]:
-        w_hat, residual_var = result.fit(self.features, self.penalty)
+        w_hat, residual_var = self.fit(result)
         w = w_hat.cpu().numpy()
         columns = {name: w[:, d] for d, name in enumerate(w_columns(w.shape[1]))}
         return columns | ({"noise_var": residual_var.cpu().numpy()} if self.noise else {})

@@ -39,6 +39,7 @@ import torch
 from .bayes import LOG_2PI, NormalMixture, StudentT, categorical
 from .buckets import BarDistribution
 from .exact import ExactPredictor
+from .implied import Readout
 from .model import PFN
 from .tasks import Batch
 
@@ -520,7 +521,7 @@ def resampled_coverage(
     levels: list[float],
     seed: int,
     chunk: int = 20_000,
-    features=None,
+    readout: Readout | None = None,
 ) -> dict[str, torch.Tensor]:
     """Resample the posterior of each of T tasks from its prefix x (T, n, D), y (T, n) with
     ``n_paths`` paths of ``path_length`` points and read the central intervals of ``w_hat`` at
@@ -533,8 +534,9 @@ def resampled_coverage(
     The inputs come from ``seed`` alone, so two samplers given the same seed resample along the
     same x (like for like: ``w_hat`` of a finite path carries least-squares noise of its own);
     the y are drawn from a generator seeded with ``seed + 1``. Tasks go through in chunks of
-    at most ``chunk`` paths. With ``features``, ``w_hat`` is the least-squares fit on phi(x)
-    (:meth:`lrpfn.resample.Resampled.fit`)."""
+    at most ``chunk`` paths. ``w_hat`` is each path's fit as the family reads it (``readout``;
+    least squares on x without one, the posterior mean of w on a family's features)."""
+    readout = readout or Readout()
     tasks, n, dim = x.shape
     if path_length <= n:
         raise ValueError(f"path_length {path_length} leaves no step after a prefix of {n} pairs")
@@ -546,7 +548,7 @@ def resampled_coverage(
         stop = min(tasks, start + per_chunk)
         rows = slice(start * n_paths, stop * n_paths)
         result = sampler(inputs[rows], x[start:stop], y[start:stop], generator)
-        w_hat.append(result.fit(features)[0].cpu())
+        w_hat.append(readout.fit(result)[0].cpu())
     samples = torch.cat(w_hat).reshape(tasks, n_paths, w.shape[-1])
     return interval_coverage(samples, w, levels) | {"spread": samples.std(1)}
 
@@ -646,14 +648,15 @@ def coverage_table(
     settings: dict,
     path_length: int,
     seed: int,
-    features=None,
+    readout: Readout | None = None,
 ) -> pd.DataFrame:
     """Coverage of the true w of the first ``settings["coverage_tasks"]`` sequences of ``batch``
     (new tasks) by the resampled posteriors of each sampler (``model``, ``reference``; the same
     inputs x for both) from prefixes of each of ``settings["coverage_prefix_lengths"]`` pairs,
     and by ``posterior``'s exact intervals. One row per prefix length, level and coordinate:
     coverage with its binomial standard error, mean width, and each sampler's mean spread.
-    ``features`` (the family's phi, None for x itself) is what ``w_hat`` is fitted on."""
+    ``readout`` (the family's, :attr:`lrpfn.families.Family.readout`) is how ``w_hat`` is read
+    off a path."""
     count = min(settings["coverage_tasks"], batch.x.shape[0])
     levels = settings["levels"]
     w = batch.w[:count].double()
@@ -665,7 +668,7 @@ def coverage_table(
         results = {"posterior": {"covers": (lower <= truth) & (truth <= upper), "width": upper - lower}}
         for name, sampler in samplers.items():
             results[name] = resampled_coverage(
-                sampler, w, x, y, settings["coverage_paths"], path_length, levels, seed, features=features
+                sampler, w, x, y, settings["coverage_paths"], path_length, levels, seed, readout=readout
             )
         for j, level in enumerate(levels):
             for d in range(w.shape[1]):

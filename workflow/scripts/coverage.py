@@ -31,7 +31,7 @@ with log_to(snakemake.log[0]):
         p.settings,
         p.path_length,
         p.settings["seed"],
-        family.phi,
+        family.readout,
     )
     table.insert(0, "step", ckpt.step)
     table.insert(0, "seed", int(wc.seed))

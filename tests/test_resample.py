@@ -44,10 +44,12 @@ def test_cached_logits_equal_the_full_forward_at_every_step_float32(model_and_ba
         model.step(cache, x_pair=x[:, i : i + 1], y_pair=y[:, i : i + 1])
 
 
-@pytest.mark.parametrize("n_prefix", [0, 5])
-def test_cached_and_reencoding_samplers_draw_the_same_paths(model_and_bar, n_prefix):
+@pytest.mark.parametrize(("n_prefix", "groups"), [(0, 1), (5, 1), (5, 4)])
+def test_cached_and_reencoding_samplers_draw_the_same_paths(model_and_bar, n_prefix, groups):
+    # With 4 prefixes, each of 16 consecutive paths: the cached sampler encodes each prefix
+    # once and copies it to its paths; the re-encoding one encodes every path's own.
     model, bar = model_and_bar
-    prefix_x, prefix_y = torch.randn(n_prefix, 3), torch.randn(n_prefix)
+    prefix_x, prefix_y = torch.randn(groups, n_prefix, 3).squeeze(0), torch.randn(groups, n_prefix).squeeze(0)
     inputs = draw_inputs(64, 12, 3, torch.Generator().manual_seed(0))
     args = (model, bar, inputs, prefix_x, prefix_y)
     fast = resample_model(*args, generator=torch.Generator().manual_seed(1))
@@ -55,7 +57,7 @@ def test_cached_and_reencoding_samplers_draw_the_same_paths(model_and_bar, n_pre
     assert fast.x.shape == (64, n_prefix + 12, 3)
     assert torch.equal(fast.x, slow.x)
     torch.testing.assert_close(fast.y, slow.y, rtol=0, atol=1e-4)
-    assert torch.equal(fast.x[:, :n_prefix], prefix_x.expand(64, -1, -1))
+    assert torch.equal(fast.x[:, :n_prefix], prefix_x.reshape(groups, n_prefix, 3).repeat_interleave(64 // groups, 0))
     assert torch.equal(fast.x[:, n_prefix:], inputs)
 
 

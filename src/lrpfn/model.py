@@ -73,6 +73,13 @@ class KVCache:
     def slots(self) -> int:
         return self.keys.shape[3]
 
+    def repeat_interleave(self, repeats: int) -> KVCache:
+        """A cache of ``repeats`` consecutive copies of every sequence, pairs and free slots."""
+        copy = object.__new__(KVCache)
+        copy.keys, copy.values = self.keys.repeat_interleave(repeats, 1), self.values.repeat_interleave(repeats, 1)
+        copy.capacity, copy.length = self.capacity, self.length
+        return copy
+
 
 class Block(nn.Module):
     """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""

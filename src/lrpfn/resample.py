@@ -34,7 +34,7 @@ import torch
 
 from .buckets import BarDistribution
 from .exact import ExactPredictor
-from .model import PFN
+from .model import PFN, KVCache
 
 
 @dataclass
@@ -103,6 +103,20 @@ def _model_prefix(model: PFN, n_paths: int, prefix_x, prefix_y):
     return _prefix(prefix_x, prefix_y, n_paths, model.config.dim, param.device, param.dtype)
 
 
+def _prefix_cache(model: PFN, n_paths: int, capacity: int, prefix_x, prefix_y) -> KVCache:
+    """A pair cache for ``n_paths`` paths of up to ``capacity`` pairs holding each path's observed
+    prefix: every distinct prefix is encoded once and copied to its paths (a sequence's keys and
+    values do not depend on the others in the batch)."""
+    param = next(model.parameters())
+    px, py = _stacked(prefix_x, prefix_y, model.config.dim, param.device, param.dtype)
+    if px.shape[1] == 0:
+        return model.new_cache(n_paths, capacity)
+    repeats = 1 if px.shape[0] == n_paths else _paths_per_prefix(n_paths, px.shape[0])
+    cache = model.new_cache(px.shape[0], capacity)
+    model.step(cache, x_pair=px, y_pair=py)
+    return cache.repeat_interleave(repeats) if repeats > 1 else cache
+
+
 def draw_inputs(n_paths: int, n_steps: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """The inputs ``x_new ~ N(0, I_D)`` of every path step, (B, N, D) float32 on the CPU.
 
@@ -128,9 +142,7 @@ def resample_model(
     xs = torch.empty(n_paths, n + n_steps, dim, device=device, dtype=dtype)
     ys = torch.empty(n_paths, n + n_steps, device=device, dtype=dtype)
     xs[:, :n], ys[:, :n] = px, py
-    cache = model.new_cache(n_paths, n + n_steps)
-    if n:
-        model.step(cache, x_pair=px, y_pair=py)
+    cache = _prefix_cache(model, n_paths, n + n_steps, prefix_x, prefix_y)
     for t in range(n_steps):
         x_new = inputs[:, t : t + 1]
         logits = model.step(cache, x_query=x_new)[:, 0]

@@ -469,10 +469,23 @@ def exchangeability(
 
 def interval_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: list[float]) -> dict[str, torch.Tensor]:
     """Central intervals of ``samples`` (T, P, D) at each level: whether each holds ``truth``
-    (T, D), and its width; two (T, L, D) tensors."""
-    q = torch.tensor([(1 - level) / 2 for level in levels] + [(1 + level) / 2 for level in levels], dtype=samples.dtype)
-    bounds = torch.quantile(samples, q, dim=1)  # (2L, T, D)
-    lower, upper = bounds[: len(levels)].transpose(0, 1), bounds[len(levels) :].transpose(0, 1)
+    (T, D), and its width; two (T, L, D) tensors.
+
+    The quantile at probability p is read at the plotting position p (P + 1) of the sorted
+    samples (Hyndman & Fan's type 6), interpolating between neighbours: an interval between the
+    i-th and j-th of P draws holds a further draw from their law with probability (j - i) / (P + 1),
+    so a sampler whose law is the truth's covers at the nominal rate at any P. The common
+    ``(P - 1) p`` position narrows every interval by about two draws' share: at 100 paths it read
+    the exact resampler's 90 % coverage 2 points under its value at 1000 paths (docs/design.md §13)."""
+    p = samples.shape[1]
+    probs = torch.tensor([(1 - level) / 2 for level in levels] + [(1 + level) / 2 for level in levels])
+    position = ((p + 1) * probs.double() - 1).clamp(0, p - 1)  # 0-based, (2L,)
+    below = position.floor().long()
+    above = (below + 1).clamp(max=p - 1)
+    ordered = samples.sort(1).values
+    share = (position - below).to(samples.dtype).view(1, -1, 1)
+    bounds = ordered[:, below] * (1 - share) + ordered[:, above] * share  # (T, 2L, D)
+    lower, upper = bounds[:, : len(levels)], bounds[:, len(levels) :]
     truth = truth.unsqueeze(1).to(samples.dtype)
     return {"covers": (lower <= truth) & (truth <= upper), "width": upper - lower}
 

@@ -431,6 +431,7 @@ BAD_CONFIGS = [
     (lambda c: c.update(premise={"coverage_tasks": 65}), "premise.coverage_tasks: 65"),
     (lambda c: c.update(premise={"coverage_prefix_lengths": [6]}), "premise.coverage_prefix_lengths: 6 pairs"),
     (lambda c: c.update(premise={"coverage_pool_sizes": [16]}), "premise.coverage_pool_sizes: pool size 16 is not"),
+    (lambda c: c.update(premise={"checkpoints": 3}), "premise.checkpoints: 3 exceeds the resample.checkpoints=2"),
     (lambda c: c.update(premise={"continuations": 1}), "['continuations']"),
     (lambda c: c.update(premise={"levels": [0.9, 1.0]}), "['levels']"),
 ]

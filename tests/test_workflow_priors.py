@@ -9,6 +9,7 @@ from lrpfn import priors
 from lrpfn.bayes import mixture_predictive
 from lrpfn.config import PriorConfig, run_config, task_prior
 from lrpfn.implied import near_zero_threshold
+from lrpfn.premise import ExactSequences, martingale_table
 from lrpfn.tasks import read_eval_set, read_pool
 
 from helpers import (
@@ -108,6 +109,25 @@ def test_references_resample_under_every_prior_and_the_spike_is_read_out(sparse)
     # (4000 paths in all, over two dims; the spike's mass is ~p_zero, the Gaussian's ~0.1).
     mass = prior_rows.groupby("reference").ref_mass_near_zero.mean()
     assert mass["bayes"] > mass["ridge"] + 0.1
+
+
+def test_the_premise_read_outs_hold_the_pfn_against_the_true_priors_bayes(sparse):
+    """At M = inf the martingale read-out's reference is the spike-and-slab Bayes predictor (its
+    rows are that predictor's read-out, recomputed here), not the moment-matched Gaussian; and
+    it is exchangeable to float precision."""
+    settings = experiment(sparse_config())["premise"]
+    martingale = pd.read_parquet(sparse / "tables/martingale.parquet")
+    final = martingale[(martingale.pool_size == "inf") & (martingale.step == 40)]
+    eval_sets = {"true": read_eval_set(sparse / "tasks/eval_true.parquet")}
+    bayes = prior_mixture().predictor(TEST_CONFIG["noise_var"])
+    makers = {"reference": lambda b: ExactSequences(bayes, b)}
+    here = martingale_table(makers, eval_sets, settings, int(final.path_length.iloc[0]), settings["seed"])
+    both = final.merge(here, on=["tasks", "prompt_length", "k"], suffixes=("", "_here"))
+    assert len(both) == len(final) == len(here)
+    for column in ("reference_kl", "reference_mean_drift", "reference_var_drift"):
+        np.testing.assert_allclose(both[column], both[f"{column}_here"], rtol=1e-12, atol=1e-15)
+    exchangeability = pd.read_parquet(sparse / "tables/exchangeability.parquet")
+    assert set(exchangeability.pool_size) == {"4", "inf"} and (exchangeability.reference_max_kl <= 1e-10).all()
 
 
 def test_read_outs_name_the_true_prior(sparse):

@@ -602,6 +602,12 @@ def resampled_steps(config: dict) -> list[int]:
     return shared_checkpoint_steps(config)[-config["resample"]["checkpoints"] :]
 
 
+def premise_steps(config: dict) -> list[int]:
+    """The checkpoint steps with the martingale read-out: the last ``premise.checkpoints`` of
+    the resampled ones."""
+    return resampled_steps(config)[-config["premise"]["checkpoints"] :]
+
+
 # --- defaults that follow the experiment, and checks beyond the schema -----------------
 
 
@@ -621,7 +627,8 @@ def complete(config: dict) -> dict:
     * ``premise.coverage_prefix_lengths``: D pairs (at most one less than the path length)
       and half the context;
     * ``premise.coverage_pool_sizes``: 1 and inf, those of ``pool_sizes``;
-    * ``premise.coverage_tasks``: 1000 new tasks, or the evaluation set's size when smaller.
+    * ``premise.coverage_tasks``: 1000 new tasks, or the evaluation set's size when smaller;
+    * ``premise.checkpoints``: the martingale read-out at the last 2 resampled checkpoints.
 
     A value the user set stays, and :func:`check_experiment` judges it.
     """
@@ -640,6 +647,7 @@ def complete(config: dict) -> dict:
     n_params = FeaturesConfig.from_dict(config.get("features")).n_params(config["dim"])
     resample.setdefault("prefix_length", max(1, min(n_params, resample["path_length"] - 1)))
     resample.setdefault("checkpoints", min(4, len(shared_checkpoint_steps(config))))
+    premise.setdefault("checkpoints", min(2, resample["checkpoints"]))
     resample.setdefault("plot_dims", min(3, n_params))
     return config
 
@@ -748,6 +756,11 @@ def check_experiment(config: dict) -> None:
         raise ConfigError(
             f"resample.checkpoints: {resample['checkpoints']} exceeds the {n_checkpoints} checkpoints of "
             f"train.checkpoints={train['checkpoints']}, train.steps={train['steps']}"
+        )
+    if config["premise"]["checkpoints"] > resample["checkpoints"]:
+        raise ConfigError(
+            f"premise.checkpoints: {config['premise']['checkpoints']} exceeds the "
+            f"resample.checkpoints={resample['checkpoints']} checkpoints that are resampled"
         )
     short_steps = short_budget_steps(config)
     if short_steps is not None and short_steps < train["checkpoints"]:

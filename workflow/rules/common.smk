@@ -17,6 +17,7 @@ from lrpfn.config import (
     prepare,
     resample_path_lengths,
     pool_sizes,
+    premise_steps,
     resampled_steps,
     run_config,
     runs as experiment_runs,
@@ -36,6 +37,7 @@ POOL_SIZES = pool_sizes(config)
 SEEDS = [int(s) for s in config["seeds"]]
 CHECKPOINT_STEPS = shared_checkpoint_steps(config)
 RESAMPLE_STEPS = resampled_steps(config)
+PREMISE_STEPS = premise_steps(config)
 # Runs trained to completion on a shorter budget, for the budget-crossing M* (or None).
 SHORT = short_run_config(config, POOL_SIZES[0], SEEDS[0])
 SHORT_STEPS = checkpoint_steps(SHORT.train) if SHORT else []

@@ -1,10 +1,11 @@
 rule premise:
-    """Martingale read-out at every resampled checkpoint and exchangeability at the final
-    one: the PFN and the exact predictor of its training distribution, by the same code.
+    """Martingale read-out at the last premise.checkpoints resampled checkpoints and
+    exchangeability at the final one: the PFN and the exact predictor of its training
+    distribution, by the same code.
     """
     input:
         checkpoints=lambda wc: [
-            layout.checkpoint(run_dir(wc.M, wc.seed), step) for step in RESAMPLE_STEPS
+            layout.checkpoint(run_dir(wc.M, wc.seed), step) for step in PREMISE_STEPS
         ],
         pool=pool_file,
         eval_pool=pool_eval_file,
@@ -40,7 +41,8 @@ rule premise:
 
 rule coverage:
     """Coverage of new tasks' true w by the final checkpoint's resampled posteriors, beside
-    the exact reference resampler's (same inputs) and the exact posterior's intervals.
+    the exact reference resampler's (same inputs) and the exact posterior's intervals. The
+    longest of the read-outs, so it starts before the others that are ready.
     """
     input:
         checkpoint=lambda wc: layout.checkpoint(
@@ -54,6 +56,7 @@ rule coverage:
         f"{RESULTS}/logs/premise/M{{M}}_seed{{seed}}_coverage.log",
     benchmark:
         f"{RESULTS}/benchmarks/premise/M{{M}}_seed{{seed}}_coverage.tsv"
+    priority: 1
     conda:
         "../../envs/lrpfn.yaml"
     threads: 1

@@ -38,6 +38,8 @@ SEEDS = [int(s) for s in config["seeds"]]
 CHECKPOINT_STEPS = shared_checkpoint_steps(config)
 RESAMPLE_STEPS = resampled_steps(config)
 PREMISE_STEPS = premise_steps(config)
+# Trainings, and the pools they read, go before the short read-outs that could fill the cores.
+FIRST = 10
 # Runs trained to completion on a shorter budget, for the budget-crossing M* (or None).
 SHORT = short_run_config(config, POOL_SIZES[0], SEEDS[0])
 SHORT_STEPS = checkpoint_steps(SHORT.train) if SHORT else []

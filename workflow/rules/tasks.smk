@@ -8,7 +8,7 @@ rule pool:
         f"{RESULTS}/logs/tasks/pool_M{{M}}.log",
     wildcard_constraints:
         M=r"\d+",
-    priority: 10
+    priority: FIRST
     localrule: True
     conda:
         "../../envs/lrpfn.yaml"

@@ -15,7 +15,7 @@ rule train:
         f"{RESULTS}/logs/train/M{{M}}_seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/M{{M}}_seed{{seed}}.tsv"
-    priority: 10
+    priority: FIRST
     conda:
         "../../envs/lrpfn.yaml"
     threads: EXECUTION.threads

@@ -16,7 +16,7 @@ import torch
 
 from lrpfn import families
 from lrpfn.config import TaskFamily
-from lrpfn.premise import interval_coverage
+from lrpfn.premise import central_probabilities, interval_coverage
 from lrpfn.resample import resample_by_task
 
 LEVELS = [0.5, 0.9]
@@ -24,7 +24,7 @@ LEVELS = [0.5, 0.9]
 
 def quantile_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: list[float]) -> dict[str, torch.Tensor]:
     """:func:`interval_coverage` with torch.quantile's (P - 1) p positions instead."""
-    q = torch.tensor([(1 - level) / 2 for level in levels] + [(1 + level) / 2 for level in levels], dtype=samples.dtype)
+    q = central_probabilities(levels).to(samples.dtype)
     bounds = torch.quantile(samples, q, dim=1).transpose(0, 1)  # (T, 2L, D)
     lower, upper = bounds[:, : len(levels)], bounds[:, len(levels) :]
     truth = truth.unsqueeze(1).to(samples.dtype)

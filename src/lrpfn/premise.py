@@ -53,6 +53,7 @@ __all__ = [
     "Predictions",
     "Sequences",
     "StudentTPredictions",
+    "central_probabilities",
     "contraction_slope",
     "coverage_table",
     "exchangeability",
@@ -467,6 +468,12 @@ def exchangeability(
 # --- coverage of the true task by resampled posteriors ---------------------------------------------
 
 
+def central_probabilities(levels: list[float]) -> torch.Tensor:
+    """The lower then the upper probability of each central interval, (2L,) float64."""
+    probs = [(1 - level) / 2 for level in levels] + [(1 + level) / 2 for level in levels]
+    return torch.tensor(probs, dtype=torch.float64)
+
+
 def interval_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: list[float]) -> dict[str, torch.Tensor]:
     """Central intervals of ``samples`` (T, P, D) at each level: whether each holds ``truth``
     (T, D), and its width; two (T, L, D) tensors.
@@ -478,8 +485,7 @@ def interval_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: list[f
     ``(P - 1) p`` position narrows every interval by about two draws' share: at 100 paths it read
     the exact resampler's 90 % coverage 2 points under its value at 1000 paths (docs/design.md §13)."""
     p = samples.shape[1]
-    probs = torch.tensor([(1 - level) / 2 for level in levels] + [(1 + level) / 2 for level in levels])
-    position = ((p + 1) * probs.double() - 1).clamp(0, p - 1)  # 0-based, (2L,)
+    position = ((p + 1) * central_probabilities(levels) - 1).clamp(0, p - 1)  # 0-based, (2L,)
     below = position.floor().long()
     above = (below + 1).clamp(max=p - 1)
     ordered = samples.sort(1).values
@@ -498,16 +504,14 @@ def posterior_intervals(predictor: ExactPredictor, x: torch.Tensor, y: torch.Ten
     (:meth:`lrpfn.exact.ExactPredictor.coordinate_posterior`, a Student-t under unknown noise)."""
     marginals = predictor.coordinate_posterior(x.double(), y.double())
     if marginals is not None:
-        probs = torch.tensor([(1 - level) / 2 for level in levels], dtype=torch.float64).view(-1, 1, 1)
+        probs = central_probabilities(levels)[: len(levels)].view(-1, 1, 1)
         lower = marginals.icdf(probs).transpose(0, 1)  # (T, L, D)
         upper = marginals.icdf(1 - probs).transpose(0, 1)
         return lower, upper
     log_weights, means, covs = predictor.posterior(x.double(), y.double())
     sds = covs.diagonal(dim1=-2, dim2=-1).clamp_min(1e-300).sqrt()  # (T, C, D)
     weights = log_weights.exp().unsqueeze(-1)  # (T, C, 1)
-    probs = torch.tensor(
-        [(1 - level) / 2 for level in levels] + [(1 + level) / 2 for level in levels], dtype=torch.float64
-    )
+    probs = central_probabilities(levels)
     span = (means.abs() + 40 * sds).amax(1)  # (T, D): every component's mass inside ±span
     lo = (-span).unsqueeze(1).expand(-1, len(probs), -1).clone()
     hi = span.unsqueeze(1).expand(-1, len(probs), -1).clone()

@@ -130,20 +130,27 @@ def _dmmse_scan(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var:
     return log_z, mean, log_joint - log_z + log_norm
 
 
+def dmmse_score(
+    x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: NoiseVar
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pool-prior posterior mean prediction ``(sum_m pi_m w_m)·x_i`` and the exact NLL (nats) of
+    each observed ``y_i`` under the pool-prior mixture predictive, both (B, K), from one pass."""
+    mean = torch.empty(y.shape, dtype=torch.float64, device=x.device)
+    nll = torch.empty_like(mean)
+    for chunk in _batch_chunks(x.shape[0], x.shape[1] * _MIN_POOL_CHUNK):
+        _, mean[chunk], log_pred = _dmmse_scan(x[chunk], y[chunk], pool, noise_var)
+        nll[chunk] = -log_pred
+    return mean.to(y.dtype), nll.to(y.dtype)
+
+
 def dmmse_predictive(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: NoiseVar) -> torch.Tensor:
     """Pool-prior posterior mean prediction ``(sum_m pi_m w_m)·x_i``, (B, K)."""
-    out = torch.empty(y.shape, dtype=torch.float64, device=x.device)
-    for chunk in _batch_chunks(x.shape[0], x.shape[1] * _MIN_POOL_CHUNK):
-        out[chunk] = _dmmse_scan(x[chunk], y[chunk], pool, noise_var)[1]
-    return out.to(y.dtype)
+    return dmmse_score(x, y, pool, noise_var)[0]
 
 
 def dmmse_nll(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: NoiseVar) -> torch.Tensor:
     """Exact NLL (nats) of each observed ``y_i`` under the pool-prior mixture predictive, (B, K)."""
-    out = torch.empty(y.shape, dtype=torch.float64, device=x.device)
-    for chunk in _batch_chunks(x.shape[0], x.shape[1] * _MIN_POOL_CHUNK):
-        out[chunk] = -_dmmse_scan(x[chunk], y[chunk], pool, noise_var)[2]
-    return out.to(y.dtype)
+    return dmmse_score(x, y, pool, noise_var)[1]
 
 
 def dmmse_posterior(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, noise_var: NoiseVar) -> torch.Tensor:

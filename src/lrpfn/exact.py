@@ -35,9 +35,8 @@ from .bayes import (
     Normal,
     NormalMixture,
     StudentT,
-    dmmse_nll,
     dmmse_posterior,
-    dmmse_predictive,
+    dmmse_score,
     draw_from_mixture,
     gaussian_observe,
     inverse_gamma,
@@ -267,7 +266,7 @@ class PoolBayes(ExactPredictor):
 
     def score_sequences(self, x, y):
         x, y = x.double(), y.double()
-        return dmmse_predictive(x, y, self.tasks, self.noise_var), dmmse_nll(x, y, self.tasks, self.noise_var)
+        return dmmse_score(x, y, self.tasks, self.noise_var)
 
     def prompt_predictive(self, x, y, query) -> NormalMixture:
         tasks = self.tasks.double()

@@ -138,7 +138,13 @@ def gaussian(mean: float, sd: float) -> NormalMixture:
     )
 
 
-def test_the_floor_on_a_gaussian_is_the_same_at_every_location_and_scale():
+@pytest.fixture(scope="module")
+def prior_bar() -> BarDistribution:
+    """The bar head of the default experiment: 128 buckets at quantiles of its prior predictive."""
+    return BarDistribution(prior_borders(128, 0.125, StandardGaussian(4), n_samples=1 << 18))
+
+
+def test_the_floor_on_a_gaussian_is_the_same_at_every_location_and_scale(prior_bar):
     """Fit sets location and scale to the exact mean and sd: the KL from a Gaussian to its fit
     is one number whatever the Gaussian (on a grid of the default's locations and scales, and
     far outside it), its mean is exact, and at 128 buckets it is 1.8e-4
@@ -158,9 +164,8 @@ def test_the_floor_on_a_gaussian_is_the_same_at_every_location_and_scale():
         assert head.variance(out).item() / sd**2 == pytest.approx(1.0, abs=2e-3)  # the bars' width^2 / 12
     assert max(kls) - min(kls) < 1e-9
     assert kls[0] == pytest.approx(1.81e-4, rel=0.01)  # far below the bound of 0.005 nats
-    bar = BarDistribution(prior_borders(128, 0.125, StandardGaussian(4), n_samples=1 << 18))
     exact = gaussian(3.0, 0.35)
-    assert kl_divergence(exact, bar, bar.fit(exact)[0]) > 50 * kls[0]
+    assert kl_divergence(exact, prior_bar, prior_bar.fit(exact)[0]) > 50 * kls[0]
 
 
 def test_the_floor_on_a_two_component_predictive_falls_as_the_square_of_the_bucket_width():
@@ -305,7 +310,7 @@ def test_checkpoints_of_both_heads_load_and_an_old_one_loads_as_a_bar(tmp_path):
         load_checkpoint(tmp_path / "mismatched.pt")
 
 
-def test_draws_from_an_exact_predictive_are_uniform_under_its_fit():
+def test_draws_from_an_exact_predictive_are_uniform_under_its_fit(prior_bar):
     """The probability integral transform through the head's KL-best fit: draws from the exact
     predictive, pushed through the fit's cdf, are uniform. With n = 20000 a KS p-value below
     1e-3 (a false alarm at rate 1e-3) flags a cdf off by more than 1.95 / sqrt(n) = 0.014
@@ -318,8 +323,7 @@ def test_draws_from_an_exact_predictive_are_uniform_under_its_fit():
     log_w = torch.log(torch.tensor([[0.6, 0.4]], dtype=torch.float64))
     spike_and_slab = NormalMixture(log_w, torch.tensor([[1.0, 2.5]]).double(), torch.tensor([[0.01, 1.0]]).double())
     head = LocationScaleBar(standard_borders(128), UNIT)
-    bar = BarDistribution(prior_borders(128, 0.125, StandardGaussian(4), n_samples=1 << 18))
-    for exact, fitted, uniform in [(narrow, head, True), (spike_and_slab, head, True), (narrow, bar, False)]:
+    for exact, fitted, uniform in [(narrow, head, True), (spike_and_slab, head, True), (narrow, prior_bar, False)]:
         draws = NormalMixture(
             exact.log_weights.expand(n, -1), exact.means.expand(n, -1), exact.variances.expand(n, -1)
         ).sample(torch.Generator().manual_seed(5))

@@ -56,7 +56,7 @@ def position_ranges(table: pd.DataFrame, given: list[str] | None) -> list[tuple[
 def frontier(curves: pd.DataFrame, bound: float) -> tuple[int, int]:
     """The longest L at which the seeds' mean MSE/D ratio to Bayes stays within ``bound``:
     (averaged over positions 0..L-1 as the ratio of averages, at every position below L)."""
-    mean = curves.groupby("position")[["mse_model", "mse_bayes"]].mean().sort_index()
+    mean = _position_means(curves)
     averaged = mean.mse_model.cumsum() / mean.mse_bayes.cumsum() <= bound
     every = mean.mse_model / mean.mse_bayes <= bound
     return _run_length(averaged), _run_length(every)
@@ -65,10 +65,14 @@ def frontier(curves: pd.DataFrame, bound: float) -> tuple[int, int]:
 def above(curves: pd.DataFrame, bound: float) -> tuple[int, int, float, int]:
     """Over the trained positions: how many have a seeds' mean MSE/D ratio above ``bound``, of
     how many, and the largest ratio with its position."""
-    trained = curves[~curves.extrapolated.astype(bool)]
-    mean = trained.groupby("position")[["mse_model", "mse_bayes"]].mean()
+    mean = _position_means(curves[~curves.extrapolated])
     ratio = mean.mse_model / mean.mse_bayes
     return int((ratio > bound).sum()), len(ratio), float(ratio.max()), int(ratio.idxmax())
+
+
+def _position_means(curves: pd.DataFrame) -> pd.DataFrame:
+    """The seeds' mean MSE/D of the PFN and of exact Bayes per position, in position order."""
+    return curves.groupby("position")[["mse_model", "mse_bayes"]].mean().sort_index()
 
 
 def _run_length(within: pd.Series) -> int:
